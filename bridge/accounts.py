@@ -1,0 +1,201 @@
+"""Broker accounts kept in step with the printers (SPEC 8), through Mosquitto's dynamic-security plugin.
+
+The bridge is the plugin's admin: it creates `printer-{id}` with the printer's auth token as password and
+a role allowing exactly that printer's topics, changes the password when the token is rotated, and
+deletes the account when the printer is deleted or archived (which disconnects a connected agent). None
+of this restarts the broker. What could not be done while the broker was away is done by `reconcile()`
+on the next connect: the store records which token each printer's account was last given.
+
+With a broker that has no dynamic-security plugin (or where the bridge is not its admin) the bridge
+works all the same and says once in the log that it cannot manage accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from typing import Any
+
+import msgspec
+
+from bridge.domain.models import PrinterRecord
+from bridge.mqtt import dynsec
+from bridge.mqtt.brokercheck import anonymous_can_publish
+from bridge.mqtt.link import MqttLink, NotConnected
+from bridge.mqtt.topics import Topics
+from bridge.state.store import Store, StoreError
+
+log = logging.getLogger("printbridge.accounts")
+
+CALL_TIMEOUT_S = 5.0
+HA_ACCOUNT = "homeassistant"
+_ALREADY = ("already exists",)
+
+
+class BrokerAuthError(RuntimeError):
+    """The broker lets anonymous clients publish and PRINTBRIDGE_REQUIRE_BROKER_AUTH is set."""
+
+
+class Accounts:
+    def __init__(self, link: MqttLink, store: Store, topics: Topics) -> None:
+        self.link = link
+        self.store = store
+        self.topics = topics
+        self.available: bool | None = None  # None: not known yet
+        self._pending: dict[str, asyncio.Future[list[dynsec.CommandResult]]] = {}
+        self._seq = itertools.count()
+        self._lock = asyncio.Lock()
+        self._warned = False
+
+    # -- talking to the plugin ---------------------------------------------------------------------------
+
+    def handle_response(self, payload: bytes) -> None:
+        try:
+            results = dynsec.parse_response(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("unreadable dynamic-security response: %s", exc)
+            return
+        if not results:
+            return
+        tag = (results[0].correlation_data or "").rsplit("-", 1)[0]
+        future = self._pending.get(tag)
+        if future is not None and not future.done():
+            future.set_result(results)
+
+    async def call(self, commands: list[dict[str, Any]], timeout: float = CALL_TIMEOUT_S) -> list[dynsec.CommandResult]:
+        """Send commands to the plugin and return its answers; raises TimeoutError or NotConnected."""
+        tag = f"pb{uuid.uuid4().hex[:8]}{next(self._seq)}"
+        tagged = [{**c, "correlationData": f"{tag}-{i}"} for i, c in enumerate(commands)]
+        future: asyncio.Future[list[dynsec.CommandResult]] = asyncio.get_running_loop().create_future()
+        self._pending[tag] = future
+        try:
+            await self.link.publish(dynsec.CONTROL_TOPIC, dynsec.encode_request(tagged), qos=1, timeout=timeout)
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(tag, None)
+
+    async def _apply(self, commands: list[dict[str, Any]], what: str) -> bool:
+        try:
+            results = await self.call(commands)
+        except (TimeoutError, NotConnected) as exc:
+            log.warning("broker account change (%s) not done: %s", what, exc or "no answer")
+            return False
+        failed = [r for r in results if r.error and not any(a in r.error.lower() for a in _ALREADY)]
+        for r in failed:
+            if r.command in ("deleteClient", "deleteRole") and "not found" in (r.error or "").lower():
+                continue
+            log.warning("broker account change (%s): %s failed: %s", what, r.command, r.error)
+            return False
+        return True
+
+    # -- connect: detect the plugin, check anonymous access, catch up -------------------------------------
+
+    async def on_connect(self, require_auth: bool) -> None:
+        try:
+            await self.call([dynsec.build_list_clients_command()], timeout=3.0)
+            self.available = True
+        except (TimeoutError, NotConnected):
+            self.available = False
+            if not self._warned:
+                log.warning(
+                    "the broker did not answer on %s: printbridge cannot create or remove printer accounts "
+                    "(use mosquitto/mosquitto.conf, where the bridge administers the dynamic-security plugin)",
+                    dynsec.CONTROL_TOPIC,
+                )
+        if not self._warned:
+            self._warned = True
+            open_to_all = await asyncio.to_thread(
+                anonymous_can_publish, self.link.url, f"{self.topics.base}/bridge/anonymous-probe"
+            )
+            if open_to_all:
+                log.warning(
+                    "SECURITY: the broker lets anonymous clients publish to %s/#: anyone who can reach it can "
+                    "fake a printer's status or send it commands%s",
+                    self.topics.base,
+                    "" if not require_auth else " (PRINTBRIDGE_REQUIRE_BROKER_AUTH is set)",
+                )
+        if self.available:
+            await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Make the broker's accounts match the store: every live printer with its current token, none for
+        deleted or archived printers, and the Home Assistant account if one was asked for."""
+        if not self.available:
+            return
+        async with self._lock:
+            try:
+                results = await self.call([dynsec.build_list_clients_command()])
+            except (TimeoutError, NotConnected):
+                return
+            data = results[0].data or {}
+            existing = set(data.get("clients") or [])
+            synced = self.store.broker_tokens()
+            for rec in list(self.store.printers.values()):
+                if rec.archived_at is not None:
+                    continue
+                username = dynsec.printer_username(rec.id)
+                if synced.get(rec.id) == rec.auth_token and username in existing:
+                    continue
+                await self._provision(rec, exists=username in existing)
+            for printer_id in self.store.deleted_printer_ids():
+                if await self._apply(dynsec.build_delete_printer_commands(printer_id), f"remove printer {printer_id}"):
+                    self._set_synced(printer_id, None)
+            await self._ensure_ha(existing)
+
+    async def _ensure_ha(self, existing: set[str]) -> None:
+        wanted = self.store.account(HA_ACCOUNT)
+        if wanted is None:
+            return
+        username, password = wanted
+        if self.store.account(HA_ACCOUNT + ":synced") == wanted and username in existing:
+            return
+        if username in existing:
+            ok = await self._apply([dynsec.build_set_password_command(username, password)], "Home Assistant")
+        else:
+            ok = await self._apply(dynsec.build_ha_account_commands(username, password, self.topics), "Home Assistant")
+        if ok:
+            self.store.set_account(HA_ACCOUNT + ":synced", username, password)
+
+    def _set_synced(self, printer_id: int, token: str | None) -> None:
+        try:
+            self.store.set_broker_token(printer_id, token)
+        except StoreError as exc:
+            log.error("could not record the broker account of printer %d: %s", printer_id, exc)
+
+    async def _provision(self, rec: PrinterRecord, *, exists: bool) -> None:
+        username = dynsec.printer_username(rec.id)
+        if exists:
+            commands = [
+                dynsec.build_set_password_command(username, rec.auth_token),
+                # disable + enable disconnects an agent still connected with the old password
+                dynsec.build_disable_client_command(username),
+                dynsec.build_enable_client_command(username),
+            ]
+        else:
+            # the set-password also covers an account left over from before ("already exists")
+            commands = [
+                *dynsec.build_create_printer_commands(rec.id, rec.auth_token, self.topics),
+                dynsec.build_set_password_command(username, rec.auth_token),
+            ]
+        if await self._apply(commands, f"printer {rec.id}"):
+            self._set_synced(rec.id, rec.auth_token)
+
+    # -- printer life cycle ----------------------------------------------------------------------------
+
+    async def printer_created(self, rec: PrinterRecord) -> None:
+        if self.available:
+            async with self._lock:
+                await self._provision(rec, exists=False)
+
+    async def token_rotated(self, rec: PrinterRecord) -> None:
+        if self.available:
+            async with self._lock:
+                await self._provision(rec, exists=True)
+
+    async def printer_removed(self, rec: PrinterRecord) -> None:
+        if self.available:
+            async with self._lock:
+                if await self._apply(dynsec.build_delete_printer_commands(rec.id), f"remove printer {rec.id}"):
+                    self._set_synced(rec.id, None)

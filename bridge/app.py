@@ -1,0 +1,58 @@
+"""Composition root: `create_app(settings)` builds the Litestar app whose lifespan owns the bridge."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+
+from bridge import __version__
+from bridge.config import Settings
+from bridge.core import Bridge
+from bridge.http.auth import provide_user_id
+from bridge.http.errors import EXCEPTION_HANDLERS
+from bridge.http.health import health
+from bridge.http.printers import PrinterController
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Litestar:
+    bridge = Bridge(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await bridge.start()
+        try:
+            yield
+        finally:
+            await bridge.stop()
+
+    def provide_bridge(state: State) -> Bridge:
+        return bridge
+
+    return Litestar(
+        route_handlers=[PrinterController, health],
+        dependencies={
+            "bridge": Provide(provide_bridge, sync_to_thread=False),
+            "user_id": Provide(provide_user_id),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="printbridge",
+            version=__version__,
+            description="The Obico printer API, served from SQLite and kept current over MQTT.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        state=State({"bridge": bridge}),
+        debug=False,
+    )

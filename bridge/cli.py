@@ -1,0 +1,292 @@
+"""The `printbridge` command (SPEC 3). Machine-readable output is one JSON document on stdout; messages
+for people go to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bridge import __version__
+from bridge.config import ConfigError, Settings, add_serve_flags, load_settings
+
+_encoder = msgspec.json.Encoder()
+BRIDGE_ACCOUNT = "bridge"
+HA_ACCOUNT = "homeassistant"
+
+
+def _out(data: Any) -> None:
+    sys.stdout.write(_encoder.encode(data).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _err(message: str) -> None:
+    print(f"printbridge: {message}", file=sys.stderr)
+
+
+def _store(settings: Settings) -> Any:
+    from bridge.state.store import Store
+
+    store = Store(settings.db_path)
+    store.load()
+    return store
+
+
+# -- commands --------------------------------------------------------------------------------------------
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.state.store import UserExists
+
+    store = _store(settings)
+    try:
+        user_id, token = store.add_user(args.name)
+    except UserExists:
+        _err(f"user {args.name!r} exists already")
+        return 1
+    _out({"id": user_id, "username": args.name, "token": token})
+    return 0
+
+
+def cmd_user_token(settings: Settings, args: argparse.Namespace) -> int:
+    token = _store(settings).rotate_user_token(args.name)
+    if token is None:
+        _err(f"no user {args.name!r}")
+        return 1
+    _out({"username": args.name, "token": token})
+    return 0
+
+
+def _printer_doc(store: Any, rec: Any) -> dict[str, Any]:
+    return msgspec.json.decode(store.printer_json(rec))
+
+
+def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.http.validation import InvalidInput, parse_printer_body
+    from bridge.mqtt.dynsec import printer_username
+
+    store = _store(settings)
+    owner = store.user_id(args.owner)
+    if owner is None:
+        _err(f"no user {args.owner!r} (create it with: printbridge user add {args.owner})")
+        return 1
+    try:
+        fields = parse_printer_body(_encoder.encode({"name": args.name}), require_name=True)
+    except InvalidInput as exc:
+        _err(str(exc))
+        return 2
+    rec = store.create_printer(owner, fields.pop("name"), fields)
+    doc = _printer_doc(store, rec)
+    doc["mqtt"] = {
+        "username": printer_username(rec.id),
+        "password": rec.auth_token,
+        "base_topic": settings.base_topic,
+    }
+    _out(doc)
+    _err("a running `printbridge serve` creates this printer's broker account within a few seconds")
+    return 0
+
+
+def cmd_printer_list(settings: Settings, args: argparse.Namespace) -> int:
+    store = _store(settings)
+    records = list(store.printers.values())
+    if args.owner is not None:
+        owner = store.user_id(args.owner)
+        if owner is None:
+            _err(f"no user {args.owner!r}")
+            return 1
+        records = [r for r in records if r.owner_id == owner]
+    _mark_stale(store, settings)
+    sys.stdout.write(store.printers_json(records).decode() + "\n")
+    return 0
+
+
+def _mark_stale(store: Any, settings: Settings) -> None:
+    import time
+
+    cutoff = time.time() - settings.status_ttl_s
+    for rec in store.printers.values():
+        if rec.status_received_at is None or rec.status_received_at < cutoff:
+            rec.stale = True
+            store.touch(rec, persist=False)
+
+
+def cmd_printer_token(settings: Settings, args: argparse.Namespace) -> int:
+    store = _store(settings)
+    rec = store.get(args.id)
+    if rec is None:
+        _err(f"no printer {args.id}")
+        return 1
+    token = store.rotate_printer_token(rec)
+    _out({"id": rec.id, "auth_token": token})
+    return 0
+
+
+def cmd_ha_account(settings: Settings, args: argparse.Namespace) -> int:
+    store = _store(settings)
+    account = store.account(HA_ACCOUNT)
+    if account is None:
+        account = ("homeassistant", secrets.token_urlsafe(24))
+        store.set_account(HA_ACCOUNT, *account)
+        _err("created; a running `printbridge serve` adds it to the broker within a few seconds")
+    _out({"username": account[0], "password": account[1]})
+    return 0
+
+
+def cmd_broker_init(settings: Settings, args: argparse.Namespace) -> int:
+    """Prepare the broker's dynamic-security file with the bridge as its admin (once)."""
+    from bridge.mqtt.dynsec import build_initial_config
+
+    store = _store(settings)
+    path = Path(args.dynsec_file)
+    account = store.account(BRIDGE_ACCOUNT)
+    created = False
+    if not path.exists():
+        if account is None:
+            account = ("printbridge", secrets.token_urlsafe(24))
+            store.set_account(BRIDGE_ACCOUNT, *account)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(build_initial_config(*account))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+        created = True
+    elif account is None:
+        _err(
+            f"{path} exists but {settings.db_path} has no bridge account: remove {path} (the broker's accounts) "
+            "or point PRINTBRIDGE_MQTT_URL at the broker with credentials"
+        )
+        return 1
+    _out({"username": account[0], "dynsec_file": str(path), "created": created})
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bridge.app import create_app
+
+    store = _store(settings)
+    if store.user_count() == 0:
+        user_id, token = store.add_user("admin")
+        _out({"id": user_id, "username": "admin", "token": token})
+        _err(f"created user 'admin'; its API token (shown once): {token}")
+    store.close()
+    if settings.require_broker_auth:
+        from bridge.mqtt.brokercheck import anonymous_can_publish
+
+        verdict = anonymous_can_publish(settings.mqtt_url, f"{settings.base_topic}/bridge/anonymous-probe")
+        if verdict is None:
+            _err("PRINTBRIDGE_REQUIRE_BROKER_AUTH: cannot reach the broker to check it; not starting")
+            return 2
+        if verdict:
+            _err(
+                f"PRINTBRIDGE_REQUIRE_BROKER_AUTH: the broker lets anonymous clients publish to "
+                f"{settings.base_topic}/#; not starting"
+            )
+            return 2
+    app = create_app(settings)
+    _err(f"serving http://{settings.http_host}:{settings.http_port} (broker {settings.mqtt_url.redacted()})")
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=4,
+    )
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.config import MqttUrl
+    from bridge.simulator import Simulator, SimulatorConfig
+
+    try:
+        url = MqttUrl.parse(args.mqtt_url) if args.mqtt_url else settings.mqtt_url
+    except ValueError as exc:
+        _err(f"--mqtt-url: {exc}")
+        return 2
+    config = SimulatorConfig(
+        printer_id=args.printer,
+        password=args.password,
+        host=url.host,
+        port=url.port,
+        tls=url.tls,
+        base_topic=settings.base_topic,
+        print_duration_s=args.print_duration,
+        status_interval_s=args.status_interval,
+    )
+    Simulator(config).run_forever()
+    return 0
+
+
+# -- parsing ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="printbridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"printbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API and the MQTT bridge")
+    add_serve_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    user = sub.add_parser("user", help="API users").add_subparsers(dest="user_command", required=True)
+    p = user.add_parser("add", help="create a user and print its API token")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_user_add)
+    p = user.add_parser("token", help="give a user a new API token (the old one stops working)")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_user_token)
+
+    printer = sub.add_parser("printer", help="printers").add_subparsers(dest="printer_command", required=True)
+    p = printer.add_parser("add", help="create a printer and print its MQTT credentials")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--name", required=True)
+    p.set_defaults(func=cmd_printer_add)
+    p = printer.add_parser("list", help="list printers")
+    p.add_argument("--owner")
+    p.set_defaults(func=cmd_printer_list)
+    p = printer.add_parser("token", help="give a printer a new auth token (its MQTT password)")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_printer_token)
+
+    p = sub.add_parser("ha-account", help="print the Home Assistant broker account, creating it if missing")
+    p.set_defaults(func=cmd_ha_account)
+
+    p = sub.add_parser("broker-init", help="write the broker's dynamic-security file with the bridge as admin")
+    p.add_argument("--dynsec-file", default="data/mosquitto/dynamic-security.json")
+    p.set_defaults(func=cmd_broker_init)
+
+    p = sub.add_parser("simulate", help="run a simulated printer agent")
+    p.add_argument("--printer", type=int, required=True)
+    p.add_argument("--password", required=True, help="the printer's auth_token")
+    p.add_argument("--mqtt-url")
+    p.add_argument("--print-duration", type=float, default=600.0, help="seconds per fake print")
+    p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status messages")
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if isinstance(v, str)} if args.command == "serve" else {}
+    try:
+        settings = load_settings(flags=flags)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    return int(args.func(settings, args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Settings read once from PRINTBRIDGE_* (or `serve` flags), validated, frozen and passed down."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from bridge.mqtt.topics import TopicError, check_base
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names the variable."""
+
+
+def parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("expected true/false, 1/0 or yes/no")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    tls: bool
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> MqttUrl:
+        parts = urlsplit(text)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
+        if not parts.hostname:
+            raise ValueError("missing host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("expected no path or query")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ValueError("invalid port") from None
+        return cls(
+            tls=tls,
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def redacted(self) -> str:
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("expected a positive number")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a port number 0-65535")
+    return value
+
+
+def _host(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a host name or address")
+    return text.strip()
+
+
+def _mode(text: str) -> str:
+    if text not in ("device", "entity"):
+        raise ValueError("expected 'device' or 'entity'")
+    return text
+
+
+def _protocol(text: str) -> str:
+    if text not in ("3.1.1", "5"):
+        raise ValueError("expected '3.1.1' or '5'")
+    return text
+
+
+def _base(text: str) -> str:
+    try:
+        return check_base(text)
+    except TopicError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _db(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("expected a file path")
+    return Path(text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    attr: str
+    env: str
+    flag: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+_OPTIONS = (
+    _Option("db_path", "PRINTBRIDGE_DB", "--db", _db, "SQLite file"),
+    _Option("mqtt_url", "PRINTBRIDGE_MQTT_URL", "--mqtt-url", MqttUrl.parse, "broker URL"),
+    _Option("base_topic", "PRINTBRIDGE_BASE_TOPIC", "--base-topic", _base, "first topic level"),
+    _Option("http_host", "PRINTBRIDGE_HTTP_HOST", "--http-host", _host, "HTTP listen address"),
+    _Option("http_port", "PRINTBRIDGE_HTTP_PORT", "--http-port", _port, "HTTP listen port"),
+    _Option(
+        "command_timeout_s",
+        "PRINTBRIDGE_COMMAND_TIMEOUT_S",
+        "--command-timeout-s",
+        _positive_float,
+        "seconds an action waits for the agent's ack",
+    ),
+    _Option(
+        "status_ttl_s",
+        "PRINTBRIDGE_STATUS_TTL_S",
+        "--status-ttl-s",
+        _positive_float,
+        "seconds after which a status is stale",
+    ),
+    _Option("ha_discovery", "PRINTBRIDGE_HA_DISCOVERY", "--ha-discovery", parse_bool, "publish HA discovery"),
+    _Option("ha_prefix", "PRINTBRIDGE_HA_PREFIX", "--ha-prefix", _base, "HA discovery prefix"),
+    _Option(
+        "ha_discovery_mode",
+        "PRINTBRIDGE_HA_DISCOVERY_MODE",
+        "--ha-discovery-mode",
+        _mode,
+        "device or entity discovery",
+    ),
+    _Option(
+        "require_broker_auth",
+        "PRINTBRIDGE_REQUIRE_BROKER_AUTH",
+        "--require-broker-auth",
+        parse_bool,
+        "refuse a broker that lets anonymous clients publish",
+    ),
+    _Option("mqtt_protocol", "PRINTBRIDGE_MQTT_PROTOCOL", "--mqtt-protocol", _protocol, "3.1.1 or 5"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    db_path: Path = Path("./data/printbridge.db")
+    mqtt_url: MqttUrl = field(default_factory=lambda: MqttUrl.parse("mqtt://127.0.0.1:1883"))
+    base_topic: str = "printbridge"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    command_timeout_s: float = 5.0
+    status_ttl_s: float = 120.0
+    ha_discovery: bool = True
+    ha_prefix: str = "homeassistant"
+    ha_discovery_mode: str = "device"
+    require_broker_auth: bool = False
+    # 3.1.1 is the default: bench/RESULTS.md shows it absorbs status messages about twice as fast as 5,
+    # and cmd_id in the payload correlates acks on either version.
+    mqtt_protocol: str = "3.1.1"
+    # Not user settings: how often coalesced status writes are flushed and stale statuses swept.
+    flush_interval_s: float = 0.05
+    sweep_interval_s: float = 1.0
+    reconcile_interval_s: float = 1.0
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def check(self) -> Settings:
+        if self.ha_prefix == self.base_topic:
+            raise ConfigError("PRINTBRIDGE_HA_PREFIX: must differ from PRINTBRIDGE_BASE_TOPIC")
+        return self
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    for opt in _OPTIONS:
+        parser.add_argument(opt.flag, dest=opt.attr, default=None, metavar="VALUE", help=f"{opt.help} ({opt.env})")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, flags: Mapping[str, str | None] | None = None) -> Settings:
+    """Build Settings from the environment, then flags; raise ConfigError naming the variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for opt in _OPTIONS:
+        raw = (flags or {}).get(opt.attr)
+        source = opt.flag
+        if raw is None:
+            raw = env.get(opt.env)
+            source = opt.env
+        if raw is None:
+            continue
+        try:
+            values[opt.attr] = opt.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: invalid value {raw!r}: {exc}") from None
+    settings = Settings(**values)
+    try:
+        return settings.check()
+    except ConfigError:
+        raise
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for the README and `--help`."""
+    defaults = Settings()
+    names = {f.name for f in fields(Settings)}
+    rows = []
+    for opt in _OPTIONS:
+        assert opt.attr in names
+        default = getattr(defaults, opt.attr)
+        rows.append((opt.env, str(default.redacted() if isinstance(default, MqttUrl) else default), opt.help))
+    return rows

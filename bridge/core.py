@@ -1,0 +1,238 @@
+"""The running bridge: the store, the MQTT link and everything between them, with their background tasks.
+
+`Bridge` is built by the app's lifespan (`bridge.app`) and handed to HTTP handlers by dependency injection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bridge.accounts import Accounts
+from bridge.actions import ActionOutcome, Actions
+from bridge.config import Settings
+from bridge.detector import Detector
+from bridge.domain.models import PrinterRecord
+from bridge.mqtt.commands import Commands
+from bridge.mqtt.dynsec import RESPONSE_TOPIC
+from bridge.mqtt.ingest import Ingest
+from bridge.mqtt.link import Incoming, MqttLink
+from bridge.mqtt.outputs import Outputs
+from bridge.mqtt.payloads import ActionResponse, PayloadError, decode_action, encoder
+from bridge.mqtt.topics import Topics
+from bridge.state.store import Store, StoreError
+
+log = logging.getLogger("printbridge")
+
+
+class Bridge:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.topics = Topics(settings.base_topic, settings.ha_prefix)
+        self.store = Store(settings.db_path, clock)
+        url = settings.mqtt_url
+        if url.username is None:
+            stored = self.store.account("bridge")
+            if stored is not None:
+                url = type(url)(url.tls, url.host, url.port, stored[0], stored[1])
+        self.link = MqttLink(
+            url,
+            protocol=settings.mqtt_protocol,
+            will_topic=self.topics.bridge_state,
+            subscriptions=[*self.topics.subscriptions(), RESPONSE_TOPIC],
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+        )
+        self.outputs = Outputs(
+            self.link,
+            self.topics,
+            clock,
+            ha_discovery=settings.ha_discovery,
+            ha_mode=settings.ha_discovery_mode,
+        )
+        self.commands = Commands(self.link, self.topics, self.store, clock, settings.command_timeout_s)
+        self.detector = Detector(self.store, self.outputs, clock)
+        self.actions = Actions(self.store, self.commands, self.outputs, clock)
+        self.detector.bind(lambda rec: self.actions.command(rec, "pause", "system"))
+        self.accounts = Accounts(self.link, self.store, self.topics)
+        self.ingest = Ingest(
+            self.store,
+            self.topics,
+            self.outputs,
+            self.commands,
+            self.detector,
+            self._mqtt_action,
+            self._ha_online,
+            clock,
+        )
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._action_tasks: set[asyncio.Task[Any]] = set()
+        self.ready = asyncio.Event()
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.store.load()
+        left = self.store.fail_unfinished_commands("bridge stopped before the ack arrived")
+        if left:
+            log.warning("%d commands were in flight when the bridge last stopped; recorded as timeout", left)
+        self.sweep_stale()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.link.run(), name="mqtt-link"),
+            loop.create_task(self._every(self.settings.flush_interval_s, self.flush), name="flush"),
+            loop.create_task(self._every(self.settings.sweep_interval_s, self.sweep_stale), name="sweep"),
+            loop.create_task(self._every(self.settings.reconcile_interval_s, self.reconcile), name="reconcile"),
+        ]
+        self.ready.set()
+
+    async def stop(self) -> None:
+        """Answer pending actions, publish `offline`, flush pending writes."""
+        self.commands.fail_all("bridge shutting down")
+        if self._action_tasks:
+            await asyncio.wait(self._action_tasks, timeout=1.0)
+        await self.link.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        try:
+            self.store.close()
+        except StoreError as exc:
+            log.error("could not write the last changes: %s", exc)
+
+    async def _every(self, interval: float, step: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except StoreError as exc:
+                log.error("%s failed: %s", getattr(step, "__name__", step), exc)
+            except Exception:
+                log.exception("%s failed", getattr(step, "__name__", step))
+
+    @property
+    def mqtt_connected(self) -> bool:
+        return self.link.connected.is_set()
+
+    # -- periodic work ---------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        self.store.flush()
+
+    def sweep_stale(self) -> None:
+        """Statuses older than the TTL (by receive time) are served as null, and consumers are told."""
+        cutoff = self.clock() - self.settings.status_ttl_s
+        for rec in self.store.printers.values():
+            if rec.status_raw is not None and not rec.stale:
+                received = rec.status_received_at
+                if received is None or received < cutoff:
+                    rec.stale = True
+                    self.store.touch(rec, persist=False)
+                    self.outputs.printer_changed(rec)
+
+    async def reconcile(self) -> None:
+        """Printers created, changed or deleted by another process (the CLI) are picked up here."""
+        added, changed, removed = self.store.reload_if_changed()
+        for rec in added:
+            self.outputs.printer_changed(rec)
+        for rec in changed:
+            if rec.archived_at is not None:
+                self.outputs.removed(rec)
+            else:
+                self.outputs.printer_changed(rec)
+        for rec in removed:
+            self.outputs.removed(rec)
+        if added or changed or removed:
+            await self.accounts.reconcile()
+
+    # -- MQTT callbacks ----------------------------------------------------------------------------------
+
+    def _on_message(self, msg: Incoming) -> None:
+        if msg.topic == RESPONSE_TOPIC:
+            self.accounts.handle_response(msg.payload)
+            return
+        self.ingest.handle(msg)
+
+    async def _on_connect(self) -> None:
+        await self.outputs.publish_all(list(self.store.printers.values()))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self.accounts.on_connect(self.settings.require_broker_auth))
+        self._action_tasks.add(task)
+        task.add_done_callback(self._action_tasks.discard)
+
+    def _on_disconnect(self, reason: str) -> None:
+        self.commands.fail_all("broker connection lost")
+
+    def _ha_online(self) -> None:
+        self.outputs.republish_discovery(list(self.store.printers.values()))
+
+    def _mqtt_action(self, rec: PrinterRecord, name: str, payload: bytes) -> None:
+        """SPEC 7.4: run the REST logic with initiator `homeassistant`; answer on the response topic."""
+        try:
+            request = decode_action(name, payload)
+        except PayloadError as exc:
+            self._respond(rec.id, name, None, ActionOutcome(False, str(exc)))
+            raise
+        task = asyncio.get_running_loop().create_task(self._run_action(rec, name, request.request_id, request.mute))
+        self._action_tasks.add(task)
+        task.add_done_callback(self._action_tasks.discard)
+
+    async def _run_action(self, rec: PrinterRecord, name: str, request_id: str | None, mute: bool | None) -> None:
+        try:
+            if name in ("pause", "resume", "cancel"):
+                outcome = await self.actions.command(rec, name, "homeassistant")
+            elif name == "mute":
+                outcome = self.actions.mute(rec, True if mute is None else mute)
+            else:
+                outcome = self.actions.acknowledge(rec, None)
+        except StoreError as exc:
+            outcome = ActionOutcome(False, f"database error: {exc}")
+        self._respond(rec.id, name, request_id, outcome)
+
+    def _respond(self, printer_id: int, name: str, request_id: str | None, outcome: ActionOutcome) -> None:
+        body = encoder.encode(ActionResponse(request_id=request_id, succeeded=outcome.succeeded, error=outcome.error))
+        self.link.publish_nowait(self.topics.action_response(printer_id, name), body)
+
+    # -- printer management (REST and CLI share the store; these add the MQTT side) ------------------------
+
+    async def create_printer(self, owner_id: int, fields: dict[str, Any]) -> PrinterRecord:
+        name = fields.pop("name")
+        rec = self.store.create_printer(owner_id, name, fields)
+        if rec.archived_at is None:
+            self.outputs.printer_changed(rec)
+            await self.accounts.printer_created(rec)
+        return rec
+
+    async def update_printer(self, rec: PrinterRecord, changes: dict[str, Any]) -> None:
+        was_archived = rec.archived_at is not None
+        self.store.update_printer(rec, changes)
+        archived = rec.archived_at is not None
+        if archived and not was_archived:
+            self.outputs.removed(rec)
+            await self.accounts.printer_removed(rec)
+        elif not archived:
+            self.outputs.printer_changed(rec)
+            if was_archived:
+                await self.accounts.printer_created(rec)
+
+    async def delete_printer(self, rec: PrinterRecord) -> None:
+        self.store.delete_printer(rec)
+        if rec.archived_at is None:
+            self.outputs.removed(rec)
+        await self.accounts.printer_removed(rec)
+
+    async def rotate_printer_token(self, rec: PrinterRecord) -> str:
+        token = self.store.rotate_printer_token(rec)
+        if rec.archived_at is None:
+            await self.accounts.token_rotated(rec)
+        return token

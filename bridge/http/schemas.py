@@ -1,0 +1,82 @@
+"""Response shapes as the OpenAPI document describes them.
+
+The handlers send pre-encoded JSON (the agent's status passes through verbatim), so these Structs exist
+for the schema: they mirror `bridge.domain.views` field for field, with the agent's JSON as objects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from bridge.domain.views import Pic, Print
+
+
+class PrinterDoc(msgspec.Struct):
+    id: int
+    name: str
+    created_at: datetime
+    action_on_failure: Literal["PAUSE", "NONE"]
+    watching_enabled: bool
+    not_watching_reason: str | None
+    tools_off_on_pause: bool
+    bed_off_on_pause: bool
+    retract_on_pause: float
+    lift_z_on_pause: float
+    detective_sensitivity: float
+    min_timelapse_secs_on_finish: int
+    min_timelapse_secs_on_cancel: int
+    archived_at: datetime | None
+    agent_name: str | None
+    agent_version: str | None
+    auth_token: str
+    pic: Pic | None
+    status: dict[str, Any] | None
+    settings: dict[str, Any]
+    current_print: Print | None
+    normalized_p: float
+
+
+class ActionResultDoc(msgspec.Struct):
+    succeeded: bool
+    printer: PrinterDoc
+    error: str | None
+
+
+class CommandDoc(msgspec.Struct):
+    cmd_id: str
+    cmd: str
+    args: dict[str, Any]
+    initiator: str
+    print_id: int | None
+    sent_at: float
+    outcome: Literal["acked", "refused", "timeout", "not_sent"] | None
+    error: str | None
+    latency_ms: float | None
+
+
+class PrinterWrite(msgspec.Struct, omit_defaults=True):
+    """The writable fields of a printer (all optional in PATCH; `name` required in POST)."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    action_on_failure: Literal["PAUSE", "NONE"] | msgspec.UnsetType = msgspec.UNSET
+    watching_enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    tools_off_on_pause: bool | msgspec.UnsetType = msgspec.UNSET
+    bed_off_on_pause: bool | msgspec.UnsetType = msgspec.UNSET
+    retract_on_pause: float | msgspec.UnsetType = msgspec.UNSET
+    lift_z_on_pause: float | msgspec.UnsetType = msgspec.UNSET
+    detective_sensitivity: float | msgspec.UnsetType = msgspec.UNSET
+    min_timelapse_secs_on_finish: int | msgspec.UnsetType = msgspec.UNSET
+    min_timelapse_secs_on_cancel: int | msgspec.UnsetType = msgspec.UNSET
+    archived_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class Health(msgspec.Struct):
+    mqtt: Literal["connected", "disconnected"]
+    db: Literal["ok", "error"]
+
+
+class ErrorDoc(msgspec.Struct):
+    detail: str

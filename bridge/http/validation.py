@@ -1,0 +1,175 @@
+"""Validation of request bodies and query parameters: every error names the offending field."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from bridge.config import parse_bool
+from bridge.domain.models import ACTION_ON_FAILURE, ALERT_OVERWRITES
+
+
+class InvalidInput(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+READ_ONLY = frozenset(
+    {
+        "id",
+        "created_at",
+        "not_watching_reason",
+        "agent_name",
+        "agent_version",
+        "auth_token",
+        "pic",
+        "status",
+        "settings",
+        "current_print",
+        "normalized_p",
+    }
+)
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(field, "must be a boolean")
+    return value
+
+
+def _number(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(field, "must be a number")
+    return float(value)
+
+
+def _nonneg(field: str, value: Any) -> float:
+    number = _number(field, value)
+    if number < 0:
+        raise InvalidInput(field, "must be greater than or equal to 0")
+    return number
+
+
+def _sensitivity(field: str, value: Any) -> float:
+    number = _number(field, value)
+    if not 0.8 <= number <= 1.2:
+        raise InvalidInput(field, "must be between 0.8 and 1.2")
+    return number
+
+
+def _timelapse(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, "must be an integer")
+    if value < -1:
+        raise InvalidInput(field, "must be greater than or equal to -1")
+    if value > 2**53:
+        raise InvalidInput(field, "is too large")
+    return value
+
+
+def _name(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a string")
+    if not 1 <= len(value) <= 256:
+        raise InvalidInput(field, "must be 1 to 256 characters long")
+    if not value.strip():
+        raise InvalidInput(field, "must not be blank")
+    return value
+
+
+def _action(field: str, value: Any) -> str:
+    if value not in ACTION_ON_FAILURE:
+        raise InvalidInput(field, "must be 'PAUSE' or 'NONE'")
+    return str(value)
+
+
+def _datetime(field: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be an ISO 8601 datetime or null")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(field, "must be an ISO 8601 datetime or null") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+WRITABLE = {
+    "name": _name,
+    "action_on_failure": _action,
+    "watching_enabled": _bool,
+    "tools_off_on_pause": _bool,
+    "bed_off_on_pause": _bool,
+    "retract_on_pause": _nonneg,
+    "lift_z_on_pause": _nonneg,
+    "detective_sensitivity": _sensitivity,
+    "min_timelapse_secs_on_finish": _timelapse,
+    "min_timelapse_secs_on_cancel": _timelapse,
+    "archived_at": _datetime,
+}
+
+_object_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def parse_printer_body(body: bytes, *, require_name: bool) -> dict[str, Any]:
+    """A printer body (POST or PATCH) -> the validated writable fields. Read-only fields are ignored."""
+    if not body.strip():
+        if require_name:
+            raise InvalidInput("name", "this field is required")
+        return {}
+    try:
+        data = _object_decoder.decode(body)
+    except msgspec.ValidationError:
+        raise InvalidInput("body", "must be a JSON object") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput("body", f"invalid JSON: {exc}") from None
+    changes: dict[str, Any] = {}
+    for field, value in data.items():
+        if field in READ_ONLY:
+            continue
+        check = WRITABLE.get(field)
+        if check is None:
+            raise InvalidInput(field, "unknown field")
+        changes[field] = check(field, value)
+    if require_name and "name" not in changes:
+        raise InvalidInput("name", "this field is required")
+    return changes
+
+
+def parse_bool_param(field: str, raw: str | None, default: bool) -> bool:
+    if raw is None:
+        return default
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise InvalidInput(field, "must be a boolean (true/false, 1/0, yes/no)") from None
+
+
+def parse_overwrite(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if raw not in ALERT_OVERWRITES:
+        raise InvalidInput("alert_overwrite", "must be FAILED or NOT_FAILED")
+    return raw
+
+
+def parse_limit(raw: str | None, default: int = 50, maximum: int = 1000) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput("limit", "must be an integer") from None
+    if not 1 <= value <= maximum:
+        raise InvalidInput("limit", f"must be between 1 and {maximum}")
+    return value

@@ -1,0 +1,54 @@
+"""Does the broker let anonymous clients publish to the bridge's topics? (SPEC 2, 8)
+
+Uses a short-lived paho client with MQTT 5, because only MQTT 5 tells a publisher that its publish was
+denied (reason code 135); with 3.1.1 a denied publish is silently dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from bridge.config import MqttUrl
+
+
+def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0) -> bool | None:
+    """True: an anonymous client's QoS 1 publish to `topic` was accepted. False: refused (at connect or
+    publish). None: the broker could not be reached."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    if url.tls:
+        client.tls_set()
+    connected = threading.Event()
+    published = threading.Event()
+    result: dict[str, object] = {}
+
+    def on_connect(c: paho.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
+        result["connect"] = not rc.is_failure
+        connected.set()
+
+    def on_publish(c: paho.Client, _u: object, _mid: int, rc: ReasonCode, _p: object) -> None:
+        result["publish"] = not rc.is_failure
+        published.set()
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    try:
+        client.connect(url.host, url.port, keepalive=10)
+    except (TimeoutError, OSError):
+        return None
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            return None
+        if not result.get("connect"):
+            return False
+        client.publish(topic, b"", qos=1, retain=False)
+        if not published.wait(timeout):
+            return False
+        return bool(result.get("publish"))
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,528 @@
+"""The state store: SQLite (WAL) on one connection, with the printers held in memory.
+
+This is the only module that talks to SQLite. Printers are loaded once and kept in memory; a change to a
+printer's configuration or prints is written at once, while the agent's status, settings and the
+prediction state are marked dirty and written together by `flush()` (the app calls it every ~50 ms), so
+a burst of status messages costs one transaction per flush instead of one per message. Each printer's
+REST JSON is encoded once per change and reused by every read until the next change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from bridge.domain.models import PRINTER_DEFAULTS, PrinterRecord, PrintRecord
+from bridge.domain.status import apply_status_fields
+from bridge.domain.views import encode_printer
+from bridge.state.schema import migrate
+
+Clock = Callable[[], float]
+
+
+class StoreError(RuntimeError):
+    """The database could not be written (disk full, read-only, locked)."""
+
+
+class UserExists(ValueError):
+    pass
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)  # 192 bits
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_PRINTER_CONFIG_COLUMNS = (
+    "id",
+    "owner_id",
+    "name",
+    "created_at",
+    "auth_token",
+    *PRINTER_DEFAULTS,
+    "archived_at",
+)
+_SELECT_PRINTERS = (
+    "SELECT id, owner_id, name, created_at, auth_token, action_on_failure, watching_enabled, "
+    "tools_off_on_pause, bed_off_on_pause, retract_on_pause, lift_z_on_pause, detective_sensitivity, "
+    "min_timelapse_secs_on_finish, min_timelapse_secs_on_cancel, archived_at, agent_name, agent_version, "
+    "settings, status, status_ts, status_received_at, available, prediction, normalized_p FROM printers"
+)
+_BOOL_COLUMNS = {"watching_enabled", "tools_off_on_pause", "bed_off_on_pause"}
+_PRINT_COLUMNS = tuple(f for f in PrintRecord.__struct_fields__)
+_PRINT_UPDATE_SQL = "UPDATE prints SET {} WHERE id = ?".format(
+    ", ".join(f"{c} = ?" for c in _PRINT_COLUMNS if c != "id")
+)
+
+
+class CommandRow(msgspec.Struct, omit_defaults=False):
+    cmd_id: str
+    cmd: str
+    args: msgspec.Raw
+    initiator: str
+    print_id: int | None
+    sent_at: float
+    outcome: str | None
+    error: str | None
+    latency_ms: float | None
+
+
+class Store:
+    def __init__(self, path: Path, clock: Clock = time.time) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        migrate(self.db)
+        self.printers: dict[int, PrinterRecord] = {}
+        self._encoded: dict[int, bytes] = {}
+        self._dirty: set[int] = set()
+        self._pending_snapshots: dict[int, tuple[bytes, float]] = {}
+        self.last_write_error: str | None = None
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._write_failed(exc)
+        except BaseException:
+            self._rollback()
+            raise
+        self.last_write_error = None
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def _write_failed(self, exc: sqlite3.Error) -> None:
+        self.last_write_error = str(exc)
+        raise StoreError(f"database write failed: {exc}") from exc
+
+    def check(self) -> bool:
+        """True when the database answers and the last write succeeded."""
+        try:
+            self.conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return self.last_write_error is None
+
+    # -- users -------------------------------------------------------------------------------------
+
+    def add_user(self, username: str) -> tuple[int, str]:
+        token = new_token()
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise UserExists(username)
+            cur = conn.execute(
+                "INSERT INTO users (username, token_hash, created_at) VALUES (?, ?, ?)",
+                (username, hash_token(token), self.clock()),
+            )
+        return int(cur.lastrowid or 0), token
+
+    def rotate_user_token(self, username: str) -> str | None:
+        token = new_token()
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE users SET token_hash = ? WHERE username = ?", (hash_token(token), username))
+        return token if cur.rowcount else None
+
+    def user_id(self, username: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def user_for_token(self, token: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM users WHERE token_hash = ?", (hash_token(token),)).fetchone()
+        return None if row is None else int(row[0])
+
+    def user_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM users").fetchone()[0])
+
+    # -- printers: loading ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load every printer that is not deleted, with its current print."""
+        self.printers = {}
+        self._encoded = {}
+        for row in self.conn.execute(f"{_SELECT_PRINTERS} WHERE deleted_at IS NULL ORDER BY id"):
+            rec = self._record_from_row(row)
+            self.printers[rec.id] = rec
+        for p in self._open_prints():
+            owner = self.printers.get(p.printer_id)
+            if owner is not None:
+                owner.current_print = p
+        for (printer_id,) in self.conn.execute("SELECT printer_id FROM snapshots"):
+            if printer_id in self.printers:
+                self.printers[printer_id].has_pic = True
+        self._data_version = self._read_data_version()
+
+    def _record_from_row(self, row: tuple[Any, ...]) -> PrinterRecord:
+        (pid, owner, name, created, token, aof, watching, tools_off, bed_off, retract, lift, sens, fin, can,
+         archived, agent_name, agent_version, settings, status, status_ts, received, available, prediction,
+         normalized_p) = row  # fmt: skip
+        rec = PrinterRecord(
+            id=pid,
+            owner_id=owner,
+            name=name,
+            created_at=created,
+            auth_token=token,
+            action_on_failure=aof,
+            watching_enabled=bool(watching),
+            tools_off_on_pause=bool(tools_off),
+            bed_off_on_pause=bool(bed_off),
+            retract_on_pause=retract,
+            lift_z_on_pause=lift,
+            detective_sensitivity=sens,
+            min_timelapse_secs_on_finish=fin,
+            min_timelapse_secs_on_cancel=can,
+            archived_at=archived,
+            agent_name=agent_name,
+            agent_version=agent_version,
+            settings_raw=bytes(settings) if settings else b"{}",
+            status_raw=bytes(status) if status else None,
+            status_ts=status_ts,
+            status_received_at=received,
+            available=None if available is None else bool(available),
+            prediction_raw=bytes(prediction) if prediction else b"{}",
+            normalized_p=normalized_p or 0.0,
+        )
+        if rec.status_raw is not None:
+            apply_status_fields(rec, rec.status_raw)
+        return rec
+
+    def _open_prints(self, printer_id: int | None = None) -> list[PrintRecord]:
+        sql = f"SELECT {', '.join(_PRINT_COLUMNS)} FROM prints WHERE ended_at IS NULL"
+        args: tuple[Any, ...] = ()
+        if printer_id is not None:
+            sql += " AND printer_id = ?"
+            args = (printer_id,)
+        return [PrintRecord(**dict(zip(_PRINT_COLUMNS, row, strict=True))) for row in self.conn.execute(sql, args)]
+
+    def _read_data_version(self) -> int:
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def reload_if_changed(self) -> tuple[list[PrinterRecord], list[PrinterRecord], list[PrinterRecord]]:
+        """Pick up printers that another process (the CLI) created, changed or deleted.
+
+        Returns (added, changed, removed). Only configuration columns are compared; status is ours.
+        """
+        version = self._read_data_version()
+        if version == self._data_version:
+            return [], [], []
+        self._data_version = version
+        cols = ", ".join(_PRINTER_CONFIG_COLUMNS)
+        seen: set[int] = set()
+        added, changed = [], []
+        for row in self.conn.execute(f"SELECT {cols}, deleted_at FROM printers ORDER BY id"):
+            values = dict(zip(_PRINTER_CONFIG_COLUMNS, row[:-1], strict=True))
+            if row[-1] is not None:
+                continue
+            pid = values["id"]
+            seen.add(pid)
+            existing = self.printers.get(pid)
+            if existing is None:
+                full = self.conn.execute(f"{_SELECT_PRINTERS} WHERE id = ?", (pid,)).fetchone()
+                rec = self._record_from_row(full)
+                opened = self._open_prints(pid)
+                rec.current_print = opened[0] if opened else None
+                self.printers[pid] = rec
+                added.append(rec)
+                continue
+            rec = existing
+            diff = False
+            for key, value in values.items():
+                if key in _BOOL_COLUMNS:
+                    value = bool(value)
+                if getattr(rec, key) != value:
+                    setattr(rec, key, value)
+                    diff = True
+            if diff:
+                self.touch(rec, persist=False)
+                changed.append(rec)
+        removed = [self.printers.pop(pid) for pid in list(self.printers) if pid not in seen]
+        for rec in removed:
+            self._encoded.pop(rec.id, None)
+            self._dirty.discard(rec.id)
+        return added, changed, removed
+
+    # -- printers: reading -----------------------------------------------------------------------------
+
+    def get(self, printer_id: int) -> PrinterRecord | None:
+        return self.printers.get(printer_id)
+
+    def owned(self, owner_id: int, with_archived: bool = False) -> Iterable[PrinterRecord]:
+        for rec in self.printers.values():
+            if rec.owner_id == owner_id and (with_archived or rec.archived_at is None):
+                yield rec
+
+    def printer_json(self, rec: PrinterRecord) -> bytes:
+        data = self._encoded.get(rec.id)
+        if data is None:
+            data = self._encoded[rec.id] = encode_printer(rec)
+        return data
+
+    def printers_json(self, records: Iterable[PrinterRecord]) -> bytes:
+        return b"[" + b",".join(self.printer_json(r) for r in records) + b"]"
+
+    # -- printers: writing -----------------------------------------------------------------------------
+
+    def touch(self, rec: PrinterRecord, persist: bool = True) -> None:
+        """Record that `rec` changed in memory: its JSON is re-encoded and (persist) its status columns
+        are written by the next flush."""
+        self._encoded.pop(rec.id, None)
+        if persist:
+            self._dirty.add(rec.id)
+
+    def create_printer(self, owner_id: int, name: str, fields: dict[str, Any] | None = None) -> PrinterRecord:
+        values = {**PRINTER_DEFAULTS, **(fields or {})}
+        now = self.clock()
+        token = new_token()
+        with self.transaction() as conn:
+            cols = ["owner_id", "name", "created_at", "auth_token", *values, "archived_at"]
+            params = [owner_id, name, now, token, *values.values(), values.get("archived_at")]
+            if "archived_at" in values:
+                cols.pop()
+                params.pop()
+            cur = conn.execute(
+                f"INSERT INTO printers ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", params
+            )
+        rec = PrinterRecord(
+            id=int(cur.lastrowid or 0), owner_id=owner_id, name=name, created_at=now, auth_token=token, **values
+        )
+        self.printers[rec.id] = rec
+        self._data_version = self._read_data_version()
+        return rec
+
+    def update_printer(self, rec: PrinterRecord, changes: dict[str, Any]) -> None:
+        if not changes:
+            return
+        with self.transaction() as conn:
+            conn.execute(
+                f"UPDATE printers SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?",
+                [*changes.values(), rec.id],
+            )
+        for key, value in changes.items():
+            setattr(rec, key, value)
+        self.touch(rec, persist=False)
+
+    def rotate_printer_token(self, rec: PrinterRecord) -> str:
+        token = new_token()
+        self.update_printer(rec, {"auth_token": token})
+        return token
+
+    def delete_printer(self, rec: PrinterRecord) -> None:
+        now = self.clock()
+        with self.transaction() as conn:
+            conn.execute("UPDATE printers SET deleted_at = ? WHERE id = ?", (now, rec.id))
+            conn.execute("UPDATE prints SET ended_at = ? WHERE printer_id = ? AND ended_at IS NULL", (now, rec.id))
+            conn.execute("DELETE FROM snapshots WHERE printer_id = ?", (rec.id,))
+        self.printers.pop(rec.id, None)
+        self._encoded.pop(rec.id, None)
+        self._dirty.discard(rec.id)
+        self._pending_snapshots.pop(rec.id, None)
+
+    def broker_token(self, printer_id: int) -> str | None:
+        row = self.conn.execute("SELECT broker_token FROM printers WHERE id = ?", (printer_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def broker_tokens(self) -> dict[int, str | None]:
+        return {int(r[0]): r[1] for r in self.conn.execute("SELECT id, broker_token FROM printers")}
+
+    def set_broker_token(self, printer_id: int, token: str | None) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE printers SET broker_token = ? WHERE id = ?", (token, printer_id))
+
+    def deleted_printer_ids(self) -> list[int]:
+        """Printers deleted or archived whose broker account may still exist."""
+        rows = self.conn.execute(
+            "SELECT id FROM printers WHERE (deleted_at IS NOT NULL OR archived_at IS NOT NULL) "
+            "AND broker_token IS NOT NULL"
+        )
+        return [int(r[0]) for r in rows]
+
+    # -- the coalesced writes ---------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write the status columns of every dirty printer and pending snapshots in one transaction."""
+        if not self._dirty and not self._pending_snapshots:
+            return 0
+        dirty = [self.printers[i] for i in self._dirty if i in self.printers]
+        snapshots = self._pending_snapshots
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE printers SET agent_name = ?, agent_version = ?, settings = ?, status = ?, status_ts = ?, "
+                "status_received_at = ?, available = ?, prediction = ?, normalized_p = ? WHERE id = ?",
+                [
+                    (
+                        r.agent_name,
+                        r.agent_version,
+                        r.settings_raw,
+                        r.status_raw,
+                        r.status_ts,
+                        r.status_received_at,
+                        None if r.available is None else int(r.available),
+                        r.prediction_raw,
+                        r.normalized_p,
+                        r.id,
+                    )
+                    for r in dirty
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO snapshots (printer_id, jpeg, received_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(printer_id) DO UPDATE SET jpeg = excluded.jpeg, received_at = excluded.received_at",
+                [(pid, jpeg, at) for pid, (jpeg, at) in snapshots.items()],
+            )
+        self._dirty.clear()
+        self._pending_snapshots = {}
+        return len(dirty) + len(snapshots)
+
+    @property
+    def pending_writes(self) -> int:
+        return len(self._dirty) + len(self._pending_snapshots)
+
+    # -- snapshots ----------------------------------------------------------------------------------------
+
+    def put_snapshot(self, rec: PrinterRecord, jpeg: bytes) -> None:
+        self._pending_snapshots[rec.id] = (jpeg, self.clock())
+        if not rec.has_pic:
+            rec.has_pic = True
+            self.touch(rec, persist=False)
+
+    def snapshot(self, printer_id: int) -> bytes | None:
+        pending = self._pending_snapshots.get(printer_id)
+        if pending is not None:
+            return pending[0]
+        row = self.conn.execute("SELECT jpeg FROM snapshots WHERE printer_id = ?", (printer_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    # -- prints ------------------------------------------------------------------------------------------
+
+    def open_print(self, rec: PrinterRecord, ts: float, filename: str | None) -> PrintRecord:
+        now = self.clock()
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO prints (printer_id, ts, filename, started_at) VALUES (?, ?, ?, ?)",
+                (rec.id, ts, filename, now),
+            )
+        p = PrintRecord(id=int(cur.lastrowid or 0), printer_id=rec.id, ts=ts, filename=filename, started_at=now)
+        rec.current_print = p
+        self.touch(rec, persist=False)
+        return p
+
+    def save_print(self, rec: PrinterRecord, p: PrintRecord) -> None:
+        """Write every column of `p`; if it has ended, it stops being the printer's current print."""
+        values = [getattr(p, c) for c in _PRINT_COLUMNS if c != "id"]
+        with self.transaction() as conn:
+            conn.execute(_PRINT_UPDATE_SQL, [*values, p.id])
+        if p.ended_at is not None and rec.current_print is p:
+            rec.current_print = None
+        self.touch(rec, persist=False)
+
+    def print_closed(self, printer_id: int, ts: float) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM prints WHERE printer_id = ? AND ts = ? AND ended_at IS NOT NULL LIMIT 1",
+            (printer_id, ts),
+        ).fetchone()
+        return row is not None
+
+    def prints(self, printer_id: int) -> list[PrintRecord]:
+        sql = f"SELECT {', '.join(_PRINT_COLUMNS)} FROM prints WHERE printer_id = ? ORDER BY id"
+        return [
+            PrintRecord(**dict(zip(_PRINT_COLUMNS, row, strict=True))) for row in self.conn.execute(sql, (printer_id,))
+        ]
+
+    # -- commands ------------------------------------------------------------------------------------------
+
+    def add_command(
+        self,
+        cmd_id: str,
+        printer_id: int,
+        print_id: int | None,
+        cmd: str,
+        args: dict[str, Any],
+        initiator: str,
+        sent_at: float,
+        outcome: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO commands (cmd_id, printer_id, print_id, cmd, args, initiator, sent_at, outcome, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cmd_id,
+                    printer_id,
+                    print_id,
+                    cmd,
+                    msgspec.json.encode(args).decode(),
+                    initiator,
+                    sent_at,
+                    outcome,
+                    error,
+                ),
+            )
+
+    def finish_command(self, cmd_id: str, outcome: str, error: str | None, latency_ms: float | None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE commands SET outcome = ?, error = ?, latency_ms = ? WHERE cmd_id = ?",
+                (outcome, error, latency_ms, cmd_id),
+            )
+
+    def fail_unfinished_commands(self, error: str) -> int:
+        """Commands left without an outcome by a crash: they were never answered in time."""
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE commands SET outcome = 'timeout', error = ? WHERE outcome IS NULL", (error,))
+        return cur.rowcount
+
+    def commands(self, printer_id: int, limit: int) -> list[CommandRow]:
+        rows = self.conn.execute(
+            "SELECT cmd_id, cmd, args, initiator, print_id, sent_at, outcome, error, latency_ms FROM commands "
+            "WHERE printer_id = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            (printer_id, limit),
+        )
+        return [CommandRow(r[0], r[1], msgspec.Raw(r[2].encode()), r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
+
+    # -- broker accounts -----------------------------------------------------------------------------------
+
+    def account(self, name: str) -> tuple[str, str] | None:
+        row = self.conn.execute("SELECT username, password FROM broker_accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def set_account(self, name: str, username: str, password: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO broker_accounts (name, username, password) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET username = excluded.username, password = excluded.password",
+                (name, username, password),
+            )
