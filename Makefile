@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-mosquitto run test lint format bench soak clean
+.PHONY: install install-mosquitto install-wrk run test lint format bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,23 @@ format: install
 	$(BIN)/ruff check --fix bridge tests bench
 	$(BIN)/ruff format bridge tests bench
 
-test: install install-mosquitto lint
+test: install install-mosquitto install-wrk lint
 	PATH="$$PATH:/usr/sbin" $(BIN)/pytest -q
+
+soak: install install-mosquitto
+	PATH="$$PATH:/usr/sbin" $(BIN)/python -m tests.soak.soak_load
+	PATH="$$PATH:/usr/sbin" $(BIN)/python -m tests.soak.soak_broker_restart
+	PATH="$$PATH:/usr/sbin" $(BIN)/python -m tests.soak.soak_broker_restart --down 3
+
+install-wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		echo "installing wrk with apt"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; \
+	fi
+
+bench: install install-mosquitto install-wrk
+	@$(BIN)/python -c "import granian" 2>/dev/null || $(BIN)/pip install -q 'granian>=2,<3'  # server comparison only
+	PATH="$$PATH:/usr/sbin" $(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -119,6 +119,19 @@ class Accounts:
         if self.available:
             await self.reconcile()
 
+    def out_of_step(self) -> bool:
+        """Whether the store asks for an account change the broker has not had yet. Cheap (a few small
+        queries), so that the bridge can check it every reconcile tick."""
+        if not self.available:
+            return False
+        synced = self.store.broker_tokens()
+        if any(r.archived_at is None and synced.get(r.id) != r.auth_token for r in self.store.printers.values()):
+            return True
+        if self.store.deleted_printer_ids():
+            return True
+        wanted = self.store.account(HA_ACCOUNT)
+        return wanted is not None and self.store.account(HA_ACCOUNT + ":synced") != wanted
+
     async def reconcile(self) -> None:
         """Make the broker's accounts match the store: every live printer with its current token, none for
         deleted or archived printers, and the Home Assistant account if one was asked for."""

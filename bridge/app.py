@@ -18,6 +18,7 @@ from bridge.core import Bridge
 from bridge.http.auth import provide_user_id
 from bridge.http.errors import EXCEPTION_HANDLERS
 from bridge.http.health import health
+from bridge.http.openapi import document_error_responses
 from bridge.http.printers import PrinterController
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -37,10 +38,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Li
     def provide_bridge(state: State) -> Bridge:
         return bridge
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[PrinterController, health],
         dependencies={
-            "bridge": Provide(provide_bridge, sync_to_thread=False),
+            "bridge": Provide(provide_bridge, use_cache=True, sync_to_thread=False),
             "user_id": Provide(provide_user_id),
         },
         exception_handlers=EXCEPTION_HANDLERS,
@@ -54,5 +55,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Li
             render_plugins=[ScalarRenderPlugin()],
         ),
         state=State({"bridge": bridge}),
+        # The command line configures logging; Litestar's default config would replace its handlers.
+        logging_config=None,
         debug=False,
     )
+    document_error_responses(app)
+    return app

@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from bridge.app import create_app
+    from bridge.serving import BridgeServer
 
     store = _store(settings)
     if store.user_count() == 0:
@@ -193,7 +195,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     app = create_app(settings)
     _err(f"serving http://{settings.http_host}:{settings.http_port} (broker {settings.mqtt_url.redacted()})")
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -201,12 +203,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=4,
     )
+    # uvicorn re-raises the stop signal once it has shut down gracefully; that stop is a clean exit (0).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    BridgeServer(config, app.state.bridge).run()
     return 0
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from bridge.config import MqttUrl
-    from bridge.simulator import Simulator, SimulatorConfig
+    from bridge.simulator import Simulator, SimulatorConfig, SimulatorError
 
     try:
         url = MqttUrl.parse(args.mqtt_url) if args.mqtt_url else settings.mqtt_url
@@ -223,7 +229,11 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         print_duration_s=args.print_duration,
         status_interval_s=args.status_interval,
     )
-    Simulator(config).run_forever()
+    try:
+        Simulator(config).run_forever()
+    except SimulatorError as exc:
+        _err(f"simulate: {exc}")
+        return 1
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -14,6 +15,10 @@ from bridge.mqtt.topics import TopicError, check_base
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
+
+
+# `scheme://user:password@`: the password is never echoed in an error message.
+_PASSWORD_IN_URL = re.compile(r"^([^:/]*://[^:@/]*:).*@")
 
 
 class ConfigError(ValueError):
@@ -208,7 +213,8 @@ def load_settings(environ: Mapping[str, str] | None = None, flags: Mapping[str, 
         try:
             values[opt.attr] = opt.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{source}: invalid value {raw!r}: {exc}") from None
+            shown = _PASSWORD_IN_URL.sub(r"\1***@", raw) if opt.attr == "mqtt_url" else raw
+            raise ConfigError(f"{source}: invalid value {shown!r}: {exc}") from None
     settings = Settings(**values)
     try:
         return settings.check()

@@ -27,6 +27,7 @@ from bridge.mqtt.topics import Topics
 from bridge.state.store import Store, StoreError
 
 log = logging.getLogger("printbridge")
+STORE_ERROR_LOG_EVERY_S = 60.0
 
 
 class Bridge:
@@ -48,6 +49,7 @@ class Bridge:
             on_message=self._on_message,
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
+            client_id=f"printbridge-{settings.base_topic}",  # one persistent session per bridge
         )
         self.outputs = Outputs(
             self.link,
@@ -72,7 +74,8 @@ class Bridge:
             clock,
         )
         self._tasks: list[asyncio.Task[Any]] = []
-        self._action_tasks: set[asyncio.Task[Any]] = set()
+        self._action_tasks: set[asyncio.Task[Any]] = set()  # MQTT actions: answered before stopping
+        self._background: set[asyncio.Task[Any]] = set()  # account upkeep: cancelled when stopping
         self.ready = asyncio.Event()
 
     # -- life cycle --------------------------------------------------------------------------------------
@@ -95,6 +98,9 @@ class Bridge:
     async def stop(self) -> None:
         """Answer pending actions, publish `offline`, flush pending writes."""
         self.commands.fail_all("bridge shutting down")
+        await self.commands.drained(1.0)  # the waiting requests answer and record before the store closes
+        for task in self._background:
+            task.cancel()
         if self._action_tasks:
             await asyncio.wait(self._action_tasks, timeout=1.0)
         await self.link.stop()
@@ -109,14 +115,23 @@ class Bridge:
             log.error("could not write the last changes: %s", exc)
 
     async def _every(self, interval: float, step: Callable[[], Any]) -> None:
+        name = getattr(step, "__name__", step)
+        failing: str | None = None  # the error repeating now: logged when it starts, then once a minute
+        logged_at = 0.0
         while True:
             await asyncio.sleep(interval)
             try:
                 result = step()
                 if asyncio.iscoroutine(result):
                     await result
+                if failing is not None:
+                    log.warning("%s works again (after: %s)", name, failing)
+                    failing = None
             except StoreError as exc:
-                log.error("%s failed: %s", getattr(step, "__name__", step), exc)
+                now = time.monotonic()
+                if str(exc) != failing or now - logged_at >= STORE_ERROR_LOG_EVERY_S:
+                    log.error("%s failed: %s", name, exc)
+                    failing, logged_at = str(exc), now
             except Exception:
                 log.exception("%s failed", getattr(step, "__name__", step))
 
@@ -128,6 +143,7 @@ class Bridge:
 
     def flush(self) -> None:
         self.store.flush()
+        self.outputs.flush_deferred()
 
     def sweep_stale(self) -> None:
         """Statuses older than the TTL (by receive time) are served as null, and consumers are told."""
@@ -141,7 +157,8 @@ class Bridge:
                     self.outputs.printer_changed(rec)
 
     async def reconcile(self) -> None:
-        """Printers created, changed or deleted by another process (the CLI) are picked up here."""
+        """Printers created, changed or deleted by another process (the CLI) are picked up here, and so are
+        broker accounts still to be made (the CLI's `ha-account`, a change the broker did not take)."""
         added, changed, removed = self.store.reload_if_changed()
         for rec in added:
             self.outputs.printer_changed(rec)
@@ -152,7 +169,7 @@ class Bridge:
                 self.outputs.printer_changed(rec)
         for rec in removed:
             self.outputs.removed(rec)
-        if added or changed or removed:
+        if added or changed or removed or self.accounts.out_of_step():
             await self.accounts.reconcile()
 
     # -- MQTT callbacks ----------------------------------------------------------------------------------
@@ -167,8 +184,8 @@ class Bridge:
         await self.outputs.publish_all(list(self.store.printers.values()))
         loop = asyncio.get_running_loop()
         task = loop.create_task(self.accounts.on_connect(self.settings.require_broker_auth))
-        self._action_tasks.add(task)
-        task.add_done_callback(self._action_tasks.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _on_disconnect(self, reason: str) -> None:
         self.commands.fail_all("broker connection lost")

@@ -11,13 +11,19 @@ from bridge.http.errors import NotAuthenticated
 
 
 def token_from_headers(request: Request[Any, Any, Any]) -> str | None:
-    header = request.headers.get("authorization")
+    # The raw ASGI headers (lower-case names), first occurrence wins: building `request.headers` for two
+    # look-ups cost more per request than the rest of the authentication.
+    header = key = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization" and header is None:
+            header = value.decode("latin-1")
+        elif name == b"x-api-key" and key is None:
+            key = value.decode("latin-1")
     if header:
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() in ("bearer", "token") and token.strip():
             return token.strip()
         return None
-    key = request.headers.get("x-api-key")
     return key.strip() if key and key.strip() else None
 
 

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+
+from bridge.http.schemas import ErrorDoc
 
 
 def _printer_write_schema(require_name: bool) -> Schema:
     number = Schema(type=OpenAPIType.NUMBER, minimum=0)
-    timelapse = Schema(type=OpenAPIType.INTEGER, minimum=-1)
+    timelapse = Schema(type=OpenAPIType.INTEGER, minimum=-1, maximum=2**53)
     boolean = Schema(type=OpenAPIType.BOOLEAN)
     return Schema(
         type=OpenAPIType.OBJECT,
         title="PrinterWrite",
         description="Writable printer fields; read-only fields are ignored, unknown fields are a 400.",
         properties={
-            "name": Schema(type=OpenAPIType.STRING, min_length=1, max_length=256),
+            "name": Schema(type=OpenAPIType.STRING, min_length=1, max_length=256, pattern=r"\S"),  # not blank
             "action_on_failure": Schema(type=OpenAPIType.STRING, enum=["PAUSE", "NONE"]),
             "watching_enabled": boolean,
             "tools_off_on_pause": boolean,
@@ -33,6 +38,7 @@ def _printer_write_schema(require_name: bool) -> Schema:
             ),
         },
         required=["name"] if require_name else None,
+        additional_properties=False,
     )
 
 
@@ -53,3 +59,28 @@ class CreatePrinterOperation(Operation):
 class UpdatePrinterOperation(Operation):
     def __post_init__(self) -> None:
         self.request_body = _body(require_name=False)
+
+
+def _error(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorDoc, description=description)
+
+
+def document_error_responses(app: Litestar) -> None:
+    """Declare the error answers every handler can give (SPEC 4.1), with their real `{"detail"}` body:
+    400 (validation), 401 (credentials), 404 (another user's or unknown printer), 413 (body over 1 MiB),
+    503 (the database is not writable). Litestar documents none of them by itself."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if not isinstance(handler, HTTPRouteHandler) or not route.path.startswith("/api/"):
+                continue
+            methods = handler.http_methods
+            errors = {
+                400: _error("Invalid parameter or body; `detail` names the field"),
+                401: _error("Missing or invalid credentials"),
+                503: _error("The database is not writable right now; nothing was changed"),
+            }
+            if "{printer_id" in route.path:
+                errors[404] = _error("No such printer for this user")
+            if methods & {"POST", "PATCH", "PUT"}:
+                errors[413] = _error("Request body over 1 MiB")
+            handler.responses = {**errors, **(handler.responses or {})}

@@ -26,8 +26,24 @@ from bridge.http.validation import (
 _encoder = msgspec.json.Encoder()
 _JSON = "application/json"
 
-LimitQuery = Annotated[str | None, QueryParameter(name="limit", description="1-1000, default 50")]
-MuteAlertQuery = Annotated[str | None, QueryParameter(name="mute_alert", description="default true")]
+# The handlers take these as text and validate them after the 404 check (SPEC 4.1); the OpenAPI document
+# says what is accepted.
+_BOOL_SCHEMA = {
+    "one_of": None,
+    "type": "string",
+    "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|1|0)$",
+}
+LimitQuery = Annotated[
+    str | None,
+    QueryParameter(
+        name="limit",
+        description="1-1000, default 50",
+        schema_extra={"one_of": None, "type": "integer", "minimum": 1, "maximum": 1000},
+    ),
+]
+MuteAlertQuery = Annotated[
+    str | None, QueryParameter(name="mute_alert", description="default true", schema_extra=_BOOL_SCHEMA)
+]
 PrinterId = Annotated[int, PathParameter(title="Printer id", description="The printer's id")]
 
 
@@ -77,12 +93,12 @@ class PrinterController(Controller):
         bridge: BridgeDep,
         user_id: UserId,
         with_archived: Annotated[
-            str | None, QueryParameter(name="with_archived", description="true/false, 1/0, yes/no")
+            str | None,
+            QueryParameter(name="with_archived", description="true/false, 1/0, yes/no", schema_extra=_BOOL_SCHEMA),
         ] = None,
     ) -> list[PrinterDoc]:
         include = parse_bool_param("with_archived", with_archived, False)
-        records = bridge.store.owned(user_id, include)
-        return json_response(bridge.store.printers_json(records))
+        return json_response(bridge.store.owned_json(user_id, include))
 
     @post("/", status_code=201, summary="Create a printer", operation_class=CreatePrinterOperation)
     async def create_printer(self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any]) -> PrinterDoc:
@@ -110,7 +126,7 @@ class PrinterController(Controller):
         await bridge.update_printer(rec, changes)
         return json_response(bridge.store.printer_json(rec))
 
-    @delete("/{printer_id:int}", status_code=200, summary="Delete a printer")
+    @delete("/{printer_id:int}", status_code=200, summary="Delete a printer", media_type="text/plain")
     async def delete_printer(
         self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any], printer_id: PrinterId
     ) -> Response[bytes]:
@@ -195,7 +211,12 @@ class PrinterController(Controller):
         user_id: UserId,
         printer_id: PrinterId,
         alert_overwrite: Annotated[
-            str | None, QueryParameter(name="alert_overwrite", description="FAILED or NOT_FAILED")
+            str | None,
+            QueryParameter(
+                name="alert_overwrite",
+                description="FAILED or NOT_FAILED",
+                schema_extra={"one_of": None, "type": "string", "enum": ["FAILED", "NOT_FAILED"]},
+            ),
         ] = None,
     ) -> ActionResultDoc:
         rec = _actionable(bridge, user_id, printer_id)

@@ -51,7 +51,7 @@ class CommandDoc(msgspec.Struct):
     args: dict[str, Any]
     initiator: str
     print_id: int | None
-    sent_at: float
+    sent_at: str
     outcome: Literal["acked", "refused", "timeout", "not_sent"] | None
     error: str | None
     latency_ms: float | None

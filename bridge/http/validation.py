@@ -42,9 +42,15 @@ def _bool(field: str, value: Any) -> bool:
 
 
 def _number(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(field, "must be a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidInput(field, "is out of range") from None
+    if not math.isfinite(number):
+        raise InvalidInput(field, "must be a finite number")
+    return number
 
 
 def _nonneg(field: str, value: Any) -> float:
@@ -62,6 +68,8 @@ def _sensitivity(field: str, value: Any) -> float:
 
 
 def _timelapse(field: str, value: Any) -> int:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        value = int(value)  # JSON has one number type: 600.0 is the integer 600 (as in Obico and JSON Schema)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(field, "must be an integer")
     if value < -1:
@@ -101,7 +109,13 @@ def _datetime(field: str, value: Any) -> float | None:
         raise InvalidInput(field, "must be an ISO 8601 datetime or null") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+    try:
+        # Stored as an epoch float: only values that convert back to a datetime (years 1-9999) can be served.
+        epoch = dt.astimezone(UTC).timestamp()
+        datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidInput(field, "is out of range") from None
+    return epoch
 
 
 WRITABLE = {
@@ -118,7 +132,8 @@ WRITABLE = {
     "archived_at": _datetime,
 }
 
-_object_decoder = msgspec.json.Decoder(dict[str, Any])
+# Each field's value is decoded on its own so that an error inside it (a number out of range) names the field.
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def parse_printer_body(body: bytes, *, require_name: bool) -> dict[str, Any]:
@@ -133,13 +148,19 @@ def parse_printer_body(body: bytes, *, require_name: bool) -> dict[str, Any]:
         raise InvalidInput("body", "must be a JSON object") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput("body", f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("body", "is nested too deeply") from None
     changes: dict[str, Any] = {}
-    for field, value in data.items():
+    for field, raw in data.items():
         if field in READ_ONLY:
             continue
         check = WRITABLE.get(field)
         if check is None:
             raise InvalidInput(field, "unknown field")
+        try:
+            value = msgspec.json.decode(raw)
+        except msgspec.ValidationError as exc:  # e.g. "Number out of range"
+            raise InvalidInput(field, str(exc)) from None
         changes[field] = check(field, value)
     if require_name and "name" not in changes:
         raise InvalidInput("name", "this field is required")

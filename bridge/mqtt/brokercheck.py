@@ -6,7 +6,7 @@ denied (reason code 135); with 3.1.1 a denied publish is silently dropped.
 
 from __future__ import annotations
 
-import threading
+import time
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -17,21 +17,27 @@ from bridge.config import MqttUrl
 
 def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0) -> bool | None:
     """True: an anonymous client's QoS 1 publish to `topic` was accepted. False: refused (at connect or
-    publish). None: the broker could not be reached."""
+    publish). None: the broker could not be reached.
+
+    Runs paho's loop by hand in short steps, so that it returns as soon as it knows (no network thread to
+    join)."""
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     if url.tls:
         client.tls_set()
-    connected = threading.Event()
-    published = threading.Event()
-    result: dict[str, object] = {}
+    result: dict[str, bool] = {}
 
     def on_connect(c: paho.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         result["connect"] = not rc.is_failure
-        connected.set()
 
     def on_publish(c: paho.Client, _u: object, _mid: int, rc: ReasonCode, _p: object) -> None:
         result["publish"] = not rc.is_failure
-        published.set()
+
+    def run_until(key: str) -> bool:
+        deadline = time.monotonic() + timeout
+        while key not in result and time.monotonic() < deadline:
+            if client.loop(timeout=0.05) != paho.MQTT_ERR_SUCCESS:
+                break
+        return key in result
 
     client.on_connect = on_connect
     client.on_publish = on_publish
@@ -39,16 +45,12 @@ def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0) -> boo
         client.connect(url.host, url.port, keepalive=10)
     except (TimeoutError, OSError):
         return None
-    client.loop_start()
     try:
-        if not connected.wait(timeout):
+        if not run_until("connect"):
             return None
-        if not result.get("connect"):
+        if not result["connect"]:
             return False
         client.publish(topic, b"", qos=1, retain=False)
-        if not published.wait(timeout):
-            return False
-        return bool(result.get("publish"))
+        return run_until("publish") and result["publish"]
     finally:
         client.disconnect()
-        client.loop_stop()

@@ -8,6 +8,7 @@ with its outcome so that the owner can see what was asked of a printer and what 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -45,6 +46,11 @@ class Commands:
         self.clock = clock
         self.timeout_s = timeout_s
         self._pending: dict[str, tuple[int, asyncio.Future[tuple[bool, str | None]]]] = {}
+        # cmd_id = a random prefix per bridge + a counter: unique without a uuid4 (a getrandom call) per command
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._id_seq = itertools.count()
+        self._idle = asyncio.Event()  # set while nothing is pending
+        self._idle.set()
         self.ignored_acks = 0
 
     @property
@@ -54,12 +60,13 @@ class Commands:
     async def send(
         self, printer_id: int, print_id: int | None, cmd: str, args: dict[str, Any], initiator: str
     ) -> CommandResult:
-        cmd_id = uuid.uuid4().hex
+        cmd_id = f"{self._id_prefix}{next(self._id_seq):016x}"
         sent_at = self.clock()
         started = time.perf_counter()
         self._record(cmd_id, printer_id, print_id, cmd, args, initiator, sent_at)
         future: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
         self._pending[cmd_id] = (printer_id, future)
+        self._idle.clear()
         try:
             payload = encoder.encode(Command(cmd_id=cmd_id, cmd=cmd, args=args, initiator=initiator, ts=sent_at))
             try:
@@ -87,6 +94,8 @@ class Commands:
             return self._finish(cmd_id, "refused", error or "refused by the printer", latency)
         finally:
             self._pending.pop(cmd_id, None)
+            if not self._pending:
+                self._idle.set()
 
     def _record(
         self,
@@ -138,3 +147,11 @@ class Commands:
         for _, future in list(self._pending.values()):
             if not future.done():
                 future.set_result((False, reason))
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait (after `fail_all`) until every caller has taken its answer and recorded the outcome."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

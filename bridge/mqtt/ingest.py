@@ -77,6 +77,8 @@ class Ingest:
             self.drops.drop(msg.topic, str(exc))
         except StoreError as exc:
             self.drops.drop(msg.topic, f"database: {exc}")
+        except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a JSON string
+            self.drops.drop(msg.topic, f"not valid UTF-8: {exc}")
 
     def _handle(self, msg: Incoming) -> None:
         parsed = self.topics.parse(msg.topic)

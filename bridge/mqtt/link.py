@@ -29,6 +29,8 @@ log = logging.getLogger("printbridge.mqtt")
 
 BACKOFF_START_S = 0.1
 BACKOFF_CAP_S = 5.0
+PORT_PROBE_S = 0.2
+SESSION_EXPIRY_S = 24 * 3600
 
 
 class NotConnected(RuntimeError):
@@ -104,7 +106,13 @@ class MqttLink:
         tls: aiomqtt.TLSParameters | None = None
         if self.url.tls:
             tls = aiomqtt.TLSParameters(cert_reqs=ssl.CERT_REQUIRED)
-        return aiomqtt.Client(
+        # A persistent session (never clean): the broker keeps the subscriptions and queues what agents
+        # publish while the bridge is away (a broker restart, a bridge restart), so nothing is lost.
+        session: Properties | None = None
+        if self.is_v5:
+            session = Properties(PacketTypes.CONNECT)
+            session.SessionExpiryInterval = SESSION_EXPIRY_S
+        client = aiomqtt.Client(
             self.url.host,
             self.url.port,
             username=self.url.username,
@@ -116,9 +124,19 @@ class MqttLink:
             keepalive=30,
             timeout=10,
             queue_type=_inline_queue(self.on_message),
-            max_inflight_messages=1000,
+            # paho scans its in-flight window on every PUBACK: 1000 made a start-up with 10,000 printers
+            # (30,000 retained publishes) spend seconds in that scan (bench/memory.py); 100 is plenty at
+            # sub-millisecond round trips.
+            max_inflight_messages=100,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            clean_session=None if self.is_v5 else False,
+            clean_start=False if self.is_v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=session,
         )
+        # aiomqtt logs a warning for every publish beyond 10 awaiting their PUBACK; with 100 actions in
+        # flight that logging cost more than the publishes (bench/actions.py).
+        client.pending_calls_threshold = 100_000
+        return client
 
     async def run(self) -> None:
         """Connect, serve, reconnect; returns only when `stop()` is called."""
@@ -144,6 +162,9 @@ class MqttLink:
                 self.last_error = str(exc)
             except asyncio.CancelledError:
                 raise
+            except Exception as exc:  # never let the connection task die: log it and reconnect
+                log.exception("MQTT connection failed unexpectedly")
+                self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
                 was_connected = self.connected.is_set()
                 self.connected.clear()
@@ -152,12 +173,41 @@ class MqttLink:
                     self.on_disconnect(self.last_error or "disconnected")
             if self._stopping:
                 break
-            if "Not authorized" in (self.last_error or "") or "Bad user name" in (self.last_error or ""):
-                log.error("broker refused the bridge's credentials: %s", self.last_error)
+            refused = any(m in (self.last_error or "") for m in ("Not authorized", "Bad user name", "not authori"))
+            if refused:
+                log.error("broker refused the bridge's credentials: %s; retrying in %.1f s", self.last_error, delay)
             else:
                 log.warning("broker connection lost (%s); retrying in %.1f s", self.last_error, delay)
-            await asyncio.sleep(delay)
+            await self._backoff(delay, watch_port=not refused)
             delay = min(delay * 2, BACKOFF_CAP_S)
+
+    async def _backoff(self, delay: float, *, watch_port: bool) -> None:
+        """Wait `delay` before the next attempt. While the broker is unreachable, a cheap TCP probe every
+        0.2 s ends the wait as soon as its port opens again, so a broker restart costs well under the
+        backoff; a broker that is up but refuses or drops us waits the full backoff."""
+        deadline = asyncio.get_running_loop().time() + delay
+        seen_closed = False
+        while not self._stopping:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(PORT_PROBE_S, remaining))
+            if watch_port:
+                if await self._port_open():
+                    if seen_closed:
+                        return
+                else:
+                    seen_closed = True
+
+    async def _port_open(self) -> bool:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self.url.host, self.url.port), 0.5)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     async def stop(self) -> None:
         """Publish `offline` and disconnect cleanly."""
@@ -204,6 +254,14 @@ class MqttLink:
             )
         except aiomqtt.MqttError as exc:
             raise NotConnected(str(exc)) from exc
+
+    @property
+    def send_backlog(self) -> int:
+        """Publishes handed to paho that the broker has not acknowledged yet (queued or in flight)."""
+        client = self._client
+        if client is None:
+            return 0
+        return len(client._client._out_messages)
 
     def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
         """Queue a publish without waiting for the broker (for derived state published from the receive

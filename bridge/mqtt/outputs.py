@@ -16,6 +16,11 @@ from bridge.mqtt.topics import Topics
 
 log = logging.getLogger("printbridge.outputs")
 
+# Above this many unacknowledged publishes, a printer's retained state waits for `flush_deferred()`
+# (latest state per printer wins) instead of queueing one more message per status: a status burst
+# otherwise queued tens of thousands of state messages in paho's memory (bench/ingest.py).
+MAX_SEND_BACKLOG = 2000
+
 
 def discovery_info(rec: PrinterRecord) -> DiscoveryInfo:
     # temperature_keys keep the last reported set while the printer is offline, so that going offline
@@ -38,9 +43,11 @@ class Outputs:
         self.clock = clock
         self.ha_discovery = ha_discovery
         self.ha_mode = ha_mode
-        self._state: dict[int, bytes] = {}
+        # hash of the last published state (without updated_at): ~500 bytes less per printer than the key
+        self._state: dict[int, int] = {}
         self._watch: dict[int, bool] = {}
         self._discovery: dict[int, DiscoveryInfo] = {}
+        self._deferred: dict[int, PrinterRecord] = {}
 
     # -- change tracking ----------------------------------------------------------------------------------
 
@@ -49,11 +56,13 @@ class Outputs:
         if rec.archived_at is not None:
             return
         state = build_state(rec)
-        key = state_key(state)
-        if self._state.get(rec.id) != key and self.link.publish_nowait(
-            self.topics.state(rec.id), encode_state(state, self.clock()), retain=True
-        ):
-            self._state[rec.id] = key
+        key = hash(state_key(state))
+        if self._state.get(rec.id) != key:
+            if self.link.send_backlog > MAX_SEND_BACKLOG:
+                self._deferred[rec.id] = rec
+            elif self.link.publish_nowait(self.topics.state(rec.id), encode_state(state, self.clock()), retain=True):
+                self._state[rec.id] = key
+                self._deferred.pop(rec.id, None)
         watch = should_watch(rec)
         if self._watch.get(rec.id) != watch and self.link.publish_nowait(
             self.topics.remote_status(rec.id), encoder.encode(RemoteStatus(should_watch=watch)), retain=True
@@ -66,6 +75,12 @@ class Outputs:
                 build_discovery(info, self.topics, self.ha_mode, previous=previous)
             ):
                 self._discovery[rec.id] = info
+
+    def flush_deferred(self) -> None:
+        """Publish the states held back while the broker was behind (called every flush interval)."""
+        while self._deferred and self.link.send_backlog <= MAX_SEND_BACKLOG:
+            _, rec = self._deferred.popitem()
+            self.printer_changed(rec)
 
     def event(self, rec: PrinterRecord, event_type: str, p: PrintRecord | None) -> None:
         if not self.link.publish_nowait(self.topics.event(rec.id), encode_event(event_type, rec, p, self.clock())):
@@ -81,12 +96,14 @@ class Outputs:
         self._state.pop(rec.id, None)
         self._watch.pop(rec.id, None)
         self._discovery.pop(rec.id, None)
+        self._deferred.pop(rec.id, None)
 
     def forget(self) -> None:
         """After a reconnect: publish everything again (the broker may have lost its retained messages)."""
         self._state.clear()
         self._watch.clear()
         self._discovery.clear()
+        self._deferred.clear()
 
     def republish_discovery(self, printers: list[PrinterRecord]) -> None:
         """Home Assistant came (back) online: send every device's discovery again."""
@@ -110,3 +127,6 @@ class Outputs:
             self.printer_changed(rec)
             if n % 200 == 199:
                 await asyncio.sleep(0)
+                # let the broker catch up (paho's queue costs memory and CPU); paho signals no "drained"
+                while self.link.send_backlog > MAX_SEND_BACKLOG and self.link.connected.is_set():  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)

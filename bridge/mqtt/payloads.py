@@ -18,6 +18,10 @@ class PayloadError(ValueError):
     """An inbound payload that is not what the contract says; the message says why."""
 
 
+# msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON string.
+DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+
+
 # -- agent -> bridge -------------------------------------------------------------------------------
 
 
@@ -108,7 +112,7 @@ def decode_agent_message(payload: bytes) -> tuple[AgentMessage, dict[str, Any] |
     _check_size(payload)
     try:
         msg = _agent_decoder.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"agent message: {exc}") from None
     status = settings_view = None
     try:
@@ -117,7 +121,7 @@ def decode_agent_message(payload: bytes) -> tuple[AgentMessage, dict[str, Any] |
         if _present(msg.settings):
             _object_decoder.decode(msg.settings)
             settings_view = _settings_decoder.decode(msg.settings)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"agent message: {exc}") from None
     if status is not None:
         ts = status.get("_ts")
@@ -133,7 +137,7 @@ def decode_ack(payload: bytes) -> Ack:
     _check_size(payload)
     try:
         return _ack_decoder.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"ack: {exc}") from None
 
 
@@ -156,7 +160,7 @@ def decode_action(name: str, payload: bytes) -> ActionRequest:
         return ActionRequest(mute=text == b"ON")
     try:
         request = _action_decoder.decode(text)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise PayloadError(f"action {name}: {exc}") from None
     if request.mute is not None and name != "mute":
         raise PayloadError(f"action {name}: 'mute' is only for the mute action")

@@ -23,10 +23,11 @@ import sqlite_utils
 
 from bridge.domain.models import PRINTER_DEFAULTS, PrinterRecord, PrintRecord
 from bridge.domain.status import apply_status_fields
-from bridge.domain.views import encode_printer
+from bridge.domain.views import encode_printer, to_iso
 from bridge.state.schema import migrate
 
 Clock = Callable[[], float]
+LIST_CACHE_MAX_BYTES = 2 * 1024 * 1024
 
 
 class StoreError(RuntimeError):
@@ -73,7 +74,7 @@ class CommandRow(msgspec.Struct, omit_defaults=False):
     args: msgspec.Raw
     initiator: str
     print_id: int | None
-    sent_at: float
+    sent_at: str  # ISO 8601 UTC with Z (SPEC 4.1)
     outcome: str | None
     error: str | None
     latency_ms: float | None
@@ -94,8 +95,17 @@ class Store:
         migrate(self.db)
         self.printers: dict[int, PrinterRecord] = {}
         self._encoded: dict[int, bytes] = {}
+        # Each owner's list JSON, (owner_id, with_archived) -> bytes; dropped whenever any printer changes.
+        self._lists: dict[tuple[int, bool], bytes] = {}
+        # API token -> user id, for tokens that were valid; cleared when tokens change here or when another
+        # process (the CLI) writes to the database (seen by `reload_if_changed`, every second).
+        self._token_users: dict[str, int] = {}
         self._dirty: set[int] = set()
         self._pending_snapshots: dict[int, tuple[bytes, float]] = {}
+        # The command history is written by `flush()` too: two transactions per action cost more than
+        # the MQTT round trip (bench/actions.py). cmd_id -> INSERT parameters; outcomes of written rows.
+        self._pending_commands: dict[str, list[Any]] = {}
+        self._pending_outcomes: list[tuple[str, str | None, float | None, str]] = []
         self.last_write_error: str | None = None
 
     def close(self) -> None:
@@ -154,6 +164,7 @@ class Store:
         token = new_token()
         with self.transaction() as conn:
             cur = conn.execute("UPDATE users SET token_hash = ? WHERE username = ?", (hash_token(token), username))
+        self._token_users.clear()
         return token if cur.rowcount else None
 
     def user_id(self, username: str) -> int | None:
@@ -161,8 +172,16 @@ class Store:
         return None if row is None else int(row[0])
 
     def user_for_token(self, token: str) -> int | None:
+        user_id = self._token_users.get(token)
+        if user_id is not None:
+            return user_id
         row = self.conn.execute("SELECT id FROM users WHERE token_hash = ?", (hash_token(token),)).fetchone()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        if len(self._token_users) >= 1024:
+            self._token_users.clear()
+        user_id = self._token_users[token] = int(row[0])
+        return user_id
 
     def user_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM users").fetchone()[0])
@@ -173,6 +192,7 @@ class Store:
         """Load every printer that is not deleted, with its current print."""
         self.printers = {}
         self._encoded = {}
+        self._lists = {}
         for row in self.conn.execute(f"{_SELECT_PRINTERS} WHERE deleted_at IS NULL ORDER BY id"):
             rec = self._record_from_row(row)
             self.printers[rec.id] = rec
@@ -239,6 +259,8 @@ class Store:
         if version == self._data_version:
             return [], [], []
         self._data_version = version
+        self._lists.clear()
+        self._token_users.clear()
         cols = ", ".join(_PRINTER_CONFIG_COLUMNS)
         seen: set[int] = set()
         added, changed = [], []
@@ -291,7 +313,23 @@ class Store:
         return data
 
     def printers_json(self, records: Iterable[PrinterRecord]) -> bytes:
-        return b"[" + b",".join(self.printer_json(r) for r in records) + b"]"
+        # one join, one copy: `b"[" + b",".join(...) + b"]"` copied a 50-printer list three times
+        parts = [b"["]
+        for r in records:
+            parts.append(self.printer_json(r))
+            parts.append(b",")
+        parts[-1] = b"]" if len(parts) > 1 else b"[]"
+        return b"".join(parts)
+
+    def owned_json(self, owner_id: int, with_archived: bool = False) -> bytes:
+        """The JSON list of `owned(owner_id, with_archived)`, kept until any printer changes."""
+        key = (owner_id, with_archived)
+        data = self._lists.get(key)
+        if data is None:
+            data = self.printers_json(self.owned(owner_id, with_archived))
+            if len(data) <= LIST_CACHE_MAX_BYTES:  # a fleet of thousands: not worth a second copy in memory
+                self._lists[key] = data
+        return data
 
     # -- printers: writing -----------------------------------------------------------------------------
 
@@ -299,6 +337,7 @@ class Store:
         """Record that `rec` changed in memory: its JSON is re-encoded and (persist) its status columns
         are written by the next flush."""
         self._encoded.pop(rec.id, None)
+        self._lists.clear()
         if persist:
             self._dirty.add(rec.id)
 
@@ -319,6 +358,7 @@ class Store:
             id=int(cur.lastrowid or 0), owner_id=owner_id, name=name, created_at=now, auth_token=token, **values
         )
         self.printers[rec.id] = rec
+        self._lists.clear()
         self._data_version = self._read_data_version()
         return rec
 
@@ -347,6 +387,7 @@ class Store:
             conn.execute("DELETE FROM snapshots WHERE printer_id = ?", (rec.id,))
         self.printers.pop(rec.id, None)
         self._encoded.pop(rec.id, None)
+        self._lists.clear()
         self._dirty.discard(rec.id)
         self._pending_snapshots.pop(rec.id, None)
 
@@ -372,9 +413,11 @@ class Store:
     # -- the coalesced writes ---------------------------------------------------------------------------
 
     def flush(self) -> int:
-        """Write the status columns of every dirty printer and pending snapshots in one transaction."""
-        if not self._dirty and not self._pending_snapshots:
+        """Write the status columns of every dirty printer, pending snapshots and the command history in
+        one transaction."""
+        if not self.pending_writes:
             return 0
+        commands, outcomes = list(self._pending_commands.values()), self._pending_outcomes
         dirty = [self.printers[i] for i in self._dirty if i in self.printers]
         snapshots = self._pending_snapshots
         with self.transaction() as conn:
@@ -402,13 +445,23 @@ class Store:
                 "ON CONFLICT(printer_id) DO UPDATE SET jpeg = excluded.jpeg, received_at = excluded.received_at",
                 [(pid, jpeg, at) for pid, (jpeg, at) in snapshots.items()],
             )
+            conn.executemany(
+                "INSERT INTO commands (cmd_id, printer_id, print_id, cmd, args, initiator, sent_at, outcome, error, "
+                "latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                commands,
+            )
+            conn.executemany("UPDATE commands SET outcome = ?, error = ?, latency_ms = ? WHERE cmd_id = ?", outcomes)
         self._dirty.clear()
         self._pending_snapshots = {}
-        return len(dirty) + len(snapshots)
+        self._pending_commands = {}
+        self._pending_outcomes = []
+        return len(dirty) + len(snapshots) + len(commands) + len(outcomes)
 
     @property
     def pending_writes(self) -> int:
-        return len(self._dirty) + len(self._pending_snapshots)
+        return (
+            len(self._dirty) + len(self._pending_snapshots) + len(self._pending_commands) + len(self._pending_outcomes)
+        )
 
     # -- snapshots ----------------------------------------------------------------------------------------
 
@@ -475,43 +528,46 @@ class Store:
         outcome: str | None = None,
         error: str | None = None,
     ) -> None:
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO commands (cmd_id, printer_id, print_id, cmd, args, initiator, sent_at, outcome, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    cmd_id,
-                    printer_id,
-                    print_id,
-                    cmd,
-                    msgspec.json.encode(args).decode(),
-                    initiator,
-                    sent_at,
-                    outcome,
-                    error,
-                ),
-            )
+        """Record a command; written by the next `flush()`."""
+        self._pending_commands[cmd_id] = [
+            cmd_id,
+            printer_id,
+            print_id,
+            cmd,
+            msgspec.json.encode(args).decode(),
+            initiator,
+            sent_at,
+            outcome,
+            error,
+            None,
+        ]
 
     def finish_command(self, cmd_id: str, outcome: str, error: str | None, latency_ms: float | None) -> None:
-        with self.transaction() as conn:
-            conn.execute(
-                "UPDATE commands SET outcome = ?, error = ?, latency_ms = ? WHERE cmd_id = ?",
-                (outcome, error, latency_ms, cmd_id),
-            )
+        """Record a command's outcome; written by the next `flush()`."""
+        row = self._pending_commands.get(cmd_id)
+        if row is not None:
+            row[7:10] = [outcome, error, latency_ms]
+        else:
+            self._pending_outcomes.append((outcome, error, latency_ms, cmd_id))
 
     def fail_unfinished_commands(self, error: str) -> int:
         """Commands left without an outcome by a crash: they were never answered in time."""
+        self.flush()
         with self.transaction() as conn:
             cur = conn.execute("UPDATE commands SET outcome = 'timeout', error = ? WHERE outcome IS NULL", (error,))
         return cur.rowcount
 
     def commands(self, printer_id: int, limit: int) -> list[CommandRow]:
+        self.flush()
         rows = self.conn.execute(
             "SELECT cmd_id, cmd, args, initiator, print_id, sent_at, outcome, error, latency_ms FROM commands "
             "WHERE printer_id = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
             (printer_id, limit),
         )
-        return [CommandRow(r[0], r[1], msgspec.Raw(r[2].encode()), r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
+        return [
+            CommandRow(r[0], r[1], msgspec.Raw(r[2].encode()), r[3], r[4], to_iso(r[5]) or "", r[6], r[7], r[8])
+            for r in rows
+        ]
 
     # -- broker accounts -----------------------------------------------------------------------------------
 

@@ -1,0 +1,325 @@
+"""bridge.state.store on a real SQLite file: schema, users, printers, prints, commands, coalesced flush."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bridge.domain.models import PRINTER_DEFAULTS
+from bridge.state.schema import MIGRATIONS, current_version
+from bridge.state.store import Store, UserExists
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
+    s = Store(tmp_path / "sub" / "pb.db", clock)
+    s.load()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def reopen(store: Store) -> Store:
+    store.close()
+    again = Store(store.path, store.clock)
+    again.load()
+    return again
+
+
+# -- schema ----------------------------------------------------------------------------------------------
+
+
+def test_schema_created_with_version_1_and_wal(store: Store) -> None:
+    assert store.path.exists()  # its folder was created
+    assert current_version(store.db) == 1 == len(MIGRATIONS)
+    rows = store.conn.execute("SELECT version FROM schema_version").fetchall()
+    assert rows == [(1,)]
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = set(store.db.table_names())
+    assert {"users", "printers", "prints", "commands", "snapshots", "schema_version"} <= tables
+
+
+def test_migration_is_idempotent_on_reopen(store: Store) -> None:
+    uid, _ = store.add_user("alice")
+    store.create_printer(uid, "P")
+    again = reopen(store)
+    try:
+        assert again.conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert again.user_id("alice") == uid
+        assert [r.name for r in again.printers.values()] == ["P"]
+    finally:
+        again.close()
+    third = Store(store.path)
+    try:
+        assert third.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+    finally:
+        third.close()
+
+
+# -- users -----------------------------------------------------------------------------------------------
+
+
+def test_users_and_hashed_tokens(store: Store) -> None:
+    uid, token = store.add_user("alice")
+    assert uid > 0 and len(token) >= 22  # at least 128 bits, URL-safe
+    assert store.user_for_token(token) == uid
+    assert store.user_for_token(token + "x") is None
+    assert store.user_for_token("") is None
+    assert store.user_id("alice") == uid and store.user_id("bob") is None
+    with pytest.raises(UserExists):
+        store.add_user("alice")
+    assert store.user_count() == 1
+
+    # The token is not stored in clear anywhere in the database file.
+    store.close()
+    raw = store.path.read_bytes() + (
+        store.path.with_name(store.path.name + "-wal").read_bytes()
+        if store.path.with_name(store.path.name + "-wal").exists()
+        else b""
+    )
+    assert token.encode() not in raw
+    conn = sqlite3.connect(store.path)
+    try:
+        [(stored,)] = conn.execute("SELECT token_hash FROM users WHERE username = 'alice'").fetchall()
+    finally:
+        conn.close()
+    assert stored == hashlib.sha256(token.encode()).hexdigest() != token
+
+
+def test_rotate_user_token(store: Store) -> None:
+    uid, old = store.add_user("alice")
+    new = store.rotate_user_token("alice")
+    assert new is not None and new != old
+    assert store.user_for_token(old) is None
+    assert store.user_for_token(new) == uid
+    assert store.rotate_user_token("nobody") is None
+
+
+# -- printers --------------------------------------------------------------------------------------------
+
+
+def test_printer_crud(store: Store, clock: FakeClock) -> None:
+    uid, _ = store.add_user("alice")
+    other, _ = store.add_user("bob")
+    rec = store.create_printer(uid, "Prusa", {"retract_on_pause": 3.0})
+    assert rec.id > 0 and rec.owner_id == uid and rec.created_at == clock.now
+    assert rec.retract_on_pause == 3.0
+    for key, default in PRINTER_DEFAULTS.items():
+        if key != "retract_on_pause":
+            assert getattr(rec, key) == default
+    assert len(rec.auth_token) >= 22
+    bobs = store.create_printer(other, "Bob's")
+    assert store.get(rec.id) is rec
+    assert [r.id for r in store.owned(uid)] == [rec.id]
+    assert [r.id for r in store.owned(other)] == [bobs.id]
+
+    doc = msgspec.json.decode(store.printer_json(rec))
+    assert doc["name"] == "Prusa" and doc["status"] is None and doc["settings"] == {}
+
+    store.update_printer(rec, {"name": "Renamed", "watching_enabled": False, "archived_at": clock.now})
+    assert rec.name == "Renamed" and rec.watching_enabled is False
+    doc = msgspec.json.decode(store.printer_json(rec))  # the cached JSON was refreshed
+    assert doc["name"] == "Renamed" and doc["watching_enabled"] is False and doc["archived_at"] is not None
+    assert list(store.owned(uid)) == [] and [r.id for r in store.owned(uid, with_archived=True)] == [rec.id]
+
+    old_token = rec.auth_token
+    token = store.rotate_printer_token(rec)
+    assert token != old_token and rec.auth_token == token
+
+    store.delete_printer(bobs)
+    assert store.get(bobs.id) is None
+
+    again = reopen(store)
+    try:
+        loaded = again.get(rec.id)
+        assert loaded is not None
+        assert (loaded.name, loaded.watching_enabled, loaded.retract_on_pause) == ("Renamed", False, 3.0)
+        assert loaded.auth_token == token and loaded.archived_at == clock.now
+        assert again.get(bobs.id) is None  # deleted stays deleted
+    finally:
+        again.close()
+
+
+def test_reload_if_changed_sees_another_process(store: Store) -> None:
+    uid, _ = store.add_user("alice")
+    mine = store.create_printer(uid, "Mine")
+    assert store.reload_if_changed() == ([], [], [])
+    other = Store(store.path)
+    try:
+        other.load()
+        created = other.create_printer(uid, "From the CLI")
+        other_view = other.get(mine.id)
+        assert other_view is not None
+        other.update_printer(other_view, {"name": "Renamed elsewhere"})
+    finally:
+        other.close()
+    added, changed, removed = store.reload_if_changed()
+    assert [r.id for r in added] == [created.id]
+    assert [r.id for r in changed] == [mine.id] and mine.name == "Renamed elsewhere"
+    assert removed == []
+    assert store.reload_if_changed() == ([], [], [])
+
+
+# -- the coalesced flush ------------------------------------------------------------------------------
+
+
+def test_many_touches_make_one_write(store: Store) -> None:
+    uid, _ = store.add_user("alice")
+    a = store.create_printer(uid, "A")
+    b = store.create_printer(uid, "B")
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    for n in range(500):
+        rec = a if n % 2 else b
+        rec.status_raw = f'{{"_ts": {n}}}'.encode()
+        rec.status_ts = float(n)
+        store.touch(rec)
+    assert statements == []  # nothing written yet
+    assert store.pending_writes == 2
+    assert store.flush() == 2
+    updates = [s for s in statements if s.lstrip().upper().startswith("UPDATE PRINTERS")]
+    commits = [s for s in statements if s.strip().upper() == "COMMIT"]
+    assert len(updates) == 2 and len(commits) == 1
+    statements.clear()
+    assert store.flush() == 0 and statements == []
+    store.conn.set_trace_callback(None)
+
+    again = reopen(store)
+    try:
+        ra, rb = again.get(a.id), again.get(b.id)
+        assert ra is not None and rb is not None
+        assert (ra.status_raw, ra.status_ts) == (b'{"_ts": 499}', 499.0)
+        assert (rb.status_raw, rb.status_ts) == (b'{"_ts": 498}', 498.0)
+    finally:
+        again.close()
+
+
+def test_touch_without_persist_writes_nothing(store: Store) -> None:
+    uid, _ = store.add_user("alice")
+    rec = store.create_printer(uid, "A")
+    store.touch(rec, persist=False)
+    assert store.pending_writes == 0 and store.flush() == 0
+
+
+def test_close_flushes_pending_writes(store: Store) -> None:
+    uid, _ = store.add_user("alice")
+    rec = store.create_printer(uid, "A")
+    rec.settings_raw = b'{"agent": {"name": "x"}}'
+    rec.agent_name = "x"
+    store.touch(rec)
+    again = reopen(store)
+    try:
+        loaded = again.get(rec.id)
+        assert loaded is not None and loaded.settings_raw == b'{"agent": {"name": "x"}}' and loaded.agent_name == "x"
+    finally:
+        again.close()
+
+
+def test_snapshots_are_coalesced_and_served_before_the_flush(store: Store) -> None:
+    uid, _ = store.add_user("alice")
+    rec = store.create_printer(uid, "Cam")
+    assert store.snapshot(rec.id) is None
+    store.put_snapshot(rec, b"\xff\xd8one")
+    store.put_snapshot(rec, b"\xff\xd8two")
+    assert rec.has_pic and store.snapshot(rec.id) == b"\xff\xd8two"
+    assert store.flush() == 1
+    assert store.snapshot(rec.id) == b"\xff\xd8two"
+    again = reopen(store)
+    try:
+        loaded = again.get(rec.id)
+        assert loaded is not None and loaded.has_pic and again.snapshot(rec.id) == b"\xff\xd8two"
+    finally:
+        again.close()
+
+
+# -- prints ----------------------------------------------------------------------------------------------
+
+
+def test_prints_open_save_close_and_reload(store: Store, clock: FakeClock) -> None:
+    uid, _ = store.add_user("alice")
+    rec = store.create_printer(uid, "A")
+    p = store.open_print(rec, 1716904799.0, "benchy.gcode")
+    assert rec.current_print is p and p.started_at == clock.now and p.ended_at is None
+    assert not store.print_closed(rec.id, 1716904799.0)
+    p.alert_muted_at = clock.now + 1
+    store.save_print(rec, p)
+    assert rec.current_print is p  # still open
+
+    again = reopen(store)
+    try:
+        loaded = again.get(rec.id)
+        assert loaded is not None and loaded.current_print == p
+        cp = loaded.current_print
+        assert cp is not None
+        cp.ended_at = clock.now + 5
+        cp.finished_at = clock.now + 5
+        again.save_print(loaded, cp)
+        assert loaded.current_print is None
+        assert again.print_closed(rec.id, 1716904799.0)
+        assert again.prints(rec.id) == [cp]
+        second = again.open_print(loaded, 1716909999.0, None)
+        assert [x.id for x in again.prints(rec.id)] == [cp.id, second.id]
+    finally:
+        again.close()
+
+
+def test_deleting_a_printer_ends_its_open_print(store: Store) -> None:
+    uid, _ = store.add_user("alice")
+    rec = store.create_printer(uid, "A")
+    store.open_print(rec, 100.0, "x.gcode")
+    store.delete_printer(rec)
+    [p] = store.prints(rec.id)
+    assert p.ended_at is not None
+
+
+# -- commands --------------------------------------------------------------------------------------------
+
+
+def test_commands_recorded_finished_and_listed_newest_first(store: Store) -> None:
+    uid, _ = store.add_user("alice")
+    rec = store.create_printer(uid, "A")
+    p = store.open_print(rec, 100.0, None)
+    store.add_command("c1", rec.id, p.id, "pause", {"retract": 6.5}, "api", 10.0)
+    store.add_command("c2", rec.id, None, "resume", {}, "homeassistant", 20.0, outcome="not_sent", error="offline")
+    store.add_command("c3", rec.id, p.id, "cancel", {}, "system", 30.0)
+    store.finish_command("c1", "acked", None, 1.25)
+    rows = store.commands(rec.id, 10)
+    assert [r.cmd_id for r in rows] == ["c3", "c2", "c1"]
+    c1 = rows[2]
+    assert (c1.cmd, c1.initiator, c1.print_id, c1.outcome, c1.error, c1.latency_ms) == (
+        "pause",
+        "api",
+        p.id,
+        "acked",
+        None,
+        1.25,
+    )
+    assert msgspec.json.decode(bytes(c1.args)) == {"retract": 6.5}
+    assert (rows[1].outcome, rows[1].error) == ("not_sent", "offline")
+    assert [r.cmd_id for r in store.commands(rec.id, 1)] == ["c3"]
+    assert store.commands(rec.id + 1, 10) == []
+
+    # A crash leaves c3 without an outcome: on the next start it is recorded as a timeout.
+    assert store.fail_unfinished_commands("bridge stopped") == 1
+    [c3] = store.commands(rec.id, 1)
+    assert (c3.outcome, c3.error) == ("timeout", "bridge stopped")
+    assert store.fail_unfinished_commands("again") == 0
