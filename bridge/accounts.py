@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -30,6 +31,8 @@ from bridge.state.store import Store, StoreError
 log = logging.getLogger("printbridge.accounts")
 
 CALL_TIMEOUT_S = 5.0
+RETRY_START_S = 1.0
+RETRY_CAP_S = 60.0
 HA_ACCOUNT = "homeassistant"
 _ALREADY = ("already exists",)
 
@@ -48,6 +51,10 @@ class Accounts:
         self._seq = itertools.count()
         self._lock = asyncio.Lock()
         self._warned = False
+        # After a reconcile that left the broker out of step, wait before trying again (1 s doubling to 60 s)
+        # so that a change the broker keeps refusing is not retried and logged every second.
+        self._retry_delay = RETRY_START_S
+        self._retry_at = 0.0
 
     # -- talking to the plugin ---------------------------------------------------------------------------
 
@@ -122,8 +129,11 @@ class Accounts:
     def out_of_step(self) -> bool:
         """Whether the store asks for an account change the broker has not had yet. Cheap (a few small
         queries), so that the bridge can check it every reconcile tick."""
-        if not self.available:
+        if not self.available or time.monotonic() < self._retry_at:
             return False
+        return self._differs()
+
+    def _differs(self) -> bool:
         synced = self.store.broker_tokens()
         if any(r.archived_at is None and synced.get(r.id) != r.auth_token for r in self.store.printers.values()):
             return True
@@ -156,6 +166,12 @@ class Accounts:
                 if await self._apply(dynsec.build_delete_printer_commands(printer_id), f"remove printer {printer_id}"):
                     self._set_synced(printer_id, None)
             await self._ensure_ha(existing)
+            if self._differs():
+                self._retry_at = time.monotonic() + self._retry_delay
+                self._retry_delay = min(self._retry_delay * 2, RETRY_CAP_S)
+            else:
+                self._retry_delay = RETRY_START_S
+                self._retry_at = 0.0
 
     async def _ensure_ha(self, existing: set[str]) -> None:
         wanted = self.store.account(HA_ACCOUNT)

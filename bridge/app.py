@@ -17,6 +17,7 @@ from bridge.config import Settings
 from bridge.core import Bridge
 from bridge.http.auth import provide_user_id
 from bridge.http.errors import EXCEPTION_HANDLERS
+from bridge.http.fastpath import ReadFastPath
 from bridge.http.health import health
 from bridge.http.openapi import document_error_responses
 from bridge.http.printers import PrinterController
@@ -24,7 +25,15 @@ from bridge.http.printers import PrinterController
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Litestar:
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> ReadFastPath:
+    """The ASGI app: the Litestar app behind the fast path for the two hottest reads
+    (`bridge.http.fastpath`); `.app` is the Litestar app, and its attributes are reachable on the wrapper."""
+    app = create_litestar_app(settings, clock)
+    bridge: Bridge = app.state.bridge
+    return ReadFastPath(app, bridge)
+
+
+def create_litestar_app(settings: Settings, clock: Callable[[], float] = time.time) -> Litestar:
     bridge = Bridge(settings, clock)
 
     @asynccontextmanager

@@ -180,6 +180,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         _out({"id": user_id, "username": "admin", "token": token})
         _err(f"created user 'admin'; its API token (shown once): {token}")
     store.close()
+    del store  # its printers would stay in memory beside the bridge's own while serving (bench/memory.py)
     if settings.require_broker_auth:
         from bridge.mqtt.brokercheck import anonymous_can_publish
 

@@ -27,6 +27,8 @@ from bridge.mqtt.topics import Topics
 from bridge.state.store import Store, StoreError
 
 log = logging.getLogger("printbridge")
+
+DISCOVERY_MODE_KEY = "ha_discovery_mode"
 STORE_ERROR_LOG_EVERY_S = 60.0
 
 
@@ -99,6 +101,8 @@ class Bridge:
         """Answer pending actions, publish `offline`, flush pending writes."""
         self.commands.fail_all("bridge shutting down")
         await self.commands.drained(1.0)  # the waiting requests answer and record before the store closes
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.detector.drain(), 1.0)  # automatic pauses record their outcome
         for task in self._background:
             task.cancel()
         if self._action_tasks:
@@ -181,11 +185,27 @@ class Bridge:
         self.ingest.handle(msg)
 
     async def _on_connect(self) -> None:
-        await self.outputs.publish_all(list(self.store.printers.values()))
+        printers = list(self.store.printers.values())
+        self._switch_discovery_mode(printers)
+        await self.outputs.publish_all(printers)
         loop = asyncio.get_running_loop()
         task = loop.create_task(self.accounts.on_connect(self.settings.require_broker_auth))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _switch_discovery_mode(self, printers: list[PrinterRecord]) -> None:
+        """If discovery was last published in another mode (or is now off), remove the old messages first."""
+        current = self.settings.ha_discovery_mode if self.settings.ha_discovery else "off"
+        previous = self.store.meta(DISCOVERY_MODE_KEY)
+        if previous == current:
+            return
+        if previous in ("device", "entity"):
+            log.info("Home Assistant discovery: %s -> %s; removing the %s messages", previous, current, previous)
+            self.outputs.remove_discovery([r for r in printers if r.archived_at is None], previous)
+        try:
+            self.store.set_meta(DISCOVERY_MODE_KEY, current)
+        except StoreError as exc:
+            log.error("could not record the discovery mode: %s", exc)
 
     def _on_disconnect(self, reason: str) -> None:
         self.commands.fail_all("broker connection lost")

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request
 
+from bridge.core import Bridge
 from bridge.http.deps import BridgeDep
 from bridge.http.errors import NotAuthenticated
 
@@ -27,7 +28,8 @@ def token_from_headers(request: Request[Any, Any, Any]) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-async def provide_user_id(request: Request[Any, Any, Any], bridge: BridgeDep) -> int:
+def authenticate(bridge: Bridge, request: Request[Any, Any, Any]) -> int:
+    """The caller's user id, or NotAuthenticated (401)."""
     token = token_from_headers(request)
     if token is None:
         raise NotAuthenticated("Authentication credentials were not provided.")
@@ -35,3 +37,13 @@ async def provide_user_id(request: Request[Any, Any, Any], bridge: BridgeDep) ->
     if user_id is None:
         raise NotAuthenticated("Invalid token.")
     return user_id
+
+
+def caller(request: Request[Any, Any, Any]) -> tuple[Bridge, int]:
+    """The bridge and the caller's user id, without dependency injection (for the hot read handlers)."""
+    bridge: Bridge = request.app.state.bridge
+    return bridge, authenticate(bridge, request)
+
+
+async def provide_user_id(request: Request[Any, Any, Any], bridge: BridgeDep) -> int:
+    return authenticate(bridge, request)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from bridge.http.schemas import ErrorDoc
@@ -47,6 +47,27 @@ def _body(require_name: bool) -> RequestBody:
         content={"application/json": OpenAPIMediaType(schema=_printer_write_schema(require_name))},
         required=require_name,
     )
+
+
+WITH_ARCHIVED = Parameter(
+    name="with_archived",
+    param_in="query",
+    required=False,
+    description="include archived printers: true/false, 1/0, yes/no (any case); default false",
+    schema=Schema(
+        type=OpenAPIType.STRING,
+        pattern="^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|1|0)$",
+    ),
+)
+
+
+@dataclass
+class ReadPrinterOperation(Operation):
+    """The two hot read handlers take the raw request (no dependency injection, no typed parameters: they
+    are most of a request's cost), so their query parameter is described here."""
+
+    def __post_init__(self) -> None:
+        self.parameters = [*(self.parameters or []), WITH_ARCHIVED]
 
 
 @dataclass

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, route
 from litestar.params import PathParameter, QueryParameter
+from litestar.response import Stream
 
 from bridge.actions import ActionOutcome
 from bridge.core import Bridge
 from bridge.domain.models import PrinterRecord
+from bridge.http.auth import caller
 from bridge.http.deps import BridgeDep, UserId
 from bridge.http.errors import NotFound
-from bridge.http.openapi import CreatePrinterOperation, UpdatePrinterOperation
+from bridge.http.openapi import CreatePrinterOperation, ReadPrinterOperation, UpdatePrinterOperation
 from bridge.http.schemas import ActionResultDoc, CommandDoc, PrinterDoc
 from bridge.http.validation import (
     InvalidInput,
@@ -49,6 +52,11 @@ PrinterId = Annotated[int, PathParameter(title="Printer id", description="The pr
 
 def json_response(content: bytes, status_code: int = 200) -> Any:
     return Response(content=content, media_type=_JSON, status_code=status_code)
+
+
+async def _iterate(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _visible(bridge: Bridge, user_id: int, printer_id: int, request: Request[Any, Any, Any]) -> PrinterRecord:
@@ -87,18 +95,15 @@ class PrinterController(Controller):
     path = "/api/v1/printers"
     tags = ["printers"]
 
-    @get("/", summary="List the caller's printers")
-    async def list_printers(
-        self,
-        bridge: BridgeDep,
-        user_id: UserId,
-        with_archived: Annotated[
-            str | None,
-            QueryParameter(name="with_archived", description="true/false, 1/0, yes/no", schema_extra=_BOOL_SCHEMA),
-        ] = None,
-    ) -> list[PrinterDoc]:
-        include = parse_bool_param("with_archived", with_archived, False)
-        return json_response(bridge.store.owned_json(user_id, include))
+    @get("/", summary="List the caller's printers", operation_class=ReadPrinterOperation)
+    async def list_printers(self, request: Request[Any, Any, Any]) -> list[PrinterDoc]:
+        bridge, user_id = caller(request)
+        include = parse_bool_param("with_archived", request.query_params.get("with_archived"), False)
+        chunks = bridge.store.owned_json(user_id, include)
+        if len(chunks) == 1:
+            return json_response(chunks[0])
+        stream: Any = Stream(_iterate(chunks), media_type=_JSON)  # the documented type stays list[PrinterDoc]
+        return stream
 
     @post("/", status_code=201, summary="Create a printer", operation_class=CreatePrinterOperation)
     async def create_printer(self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any]) -> PrinterDoc:
@@ -106,11 +111,10 @@ class PrinterController(Controller):
         rec = await bridge.create_printer(user_id, fields)
         return json_response(bridge.store.printer_json(rec), 201)
 
-    @get("/{printer_id:int}", summary="Get a printer")
-    async def get_printer(
-        self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any], printer_id: PrinterId
-    ) -> PrinterDoc:
-        rec = _visible(bridge, user_id, printer_id, request)
+    @get("/{printer_id:int}", summary="Get a printer", operation_class=ReadPrinterOperation)
+    async def get_printer(self, request: Request[Any, Any, Any]) -> PrinterDoc:
+        bridge, user_id = caller(request)
+        rec = _visible(bridge, user_id, request.path_params["printer_id"], request)
         return json_response(bridge.store.printer_json(rec))
 
     @patch("/{printer_id:int}", summary="Update a printer's writable fields", operation_class=UpdatePrinterOperation)

@@ -98,6 +98,12 @@ class Outputs:
         self._discovery.pop(rec.id, None)
         self._deferred.pop(rec.id, None)
 
+    def remove_discovery(self, printers: list[PrinterRecord], mode: str) -> None:
+        """Remove every printer's discovery as published in `mode` (the bridge switched mode, or switched
+        discovery off): otherwise Home Assistant would keep the old devices or entities beside the new."""
+        for rec in printers:
+            self._publish_all(build_removal(rec.id, self.topics, mode, discovery_info(rec)))
+
     def forget(self) -> None:
         """After a reconnect: publish everything again (the broker may have lost its retained messages)."""
         self._state.clear()

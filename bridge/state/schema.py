@@ -93,7 +93,12 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("broker_accounts").create({"name": str, "username": str, "password": str}, pk="name")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Small facts about the bridge itself (e.g. which Home Assistant discovery mode it last published)."""
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 def current_version(db: sqlite_utils.Database) -> int:

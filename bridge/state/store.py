@@ -321,15 +321,37 @@ class Store:
         parts[-1] = b"]" if len(parts) > 1 else b"[]"
         return b"".join(parts)
 
-    def owned_json(self, owner_id: int, with_archived: bool = False) -> bytes:
-        """The JSON list of `owned(owner_id, with_archived)`, kept until any printer changes."""
+    def owned_json(self, owner_id: int, with_archived: bool = False) -> list[bytes]:
+        """The JSON list of `owned(owner_id, with_archived)` in chunks: one chunk, kept until any printer
+        changes, when it is at most LIST_CACHE_MAX_BYTES; else chunks of about that size, built per call
+        (a fleet of thousands is neither cached twice nor joined into one buffer of many MiB, which glibc
+        then keeps: bench/memory.py)."""
         key = (owner_id, with_archived)
-        data = self._lists.get(key)
-        if data is None:
-            data = self.printers_json(self.owned(owner_id, with_archived))
-            if len(data) <= LIST_CACHE_MAX_BYTES:  # a fleet of thousands: not worth a second copy in memory
-                self._lists[key] = data
-        return data
+        cached = self._lists.get(key)
+        if cached is not None:
+            return [cached]
+        chunks: list[bytes] = []
+        parts: list[bytes] = [b"["]
+        size = 0
+        for rec in self.owned(owner_id, with_archived):
+            data = self.printer_json(rec)
+            parts.append(data)
+            parts.append(b",")
+            size += len(data) + 1
+            if size >= LIST_CACHE_MAX_BYTES:
+                chunks.append(b"".join(parts))
+                parts, size = [], 0
+        if parts and parts[-1] == b",":
+            parts[-1] = b"]"
+        elif chunks:  # the last printer ended the previous chunk: replace its comma
+            chunks[-1] = chunks[-1][:-1] + b"]"
+        else:
+            parts.append(b"]")
+        if parts:
+            chunks.append(b"".join(parts))
+        if len(chunks) == 1:
+            self._lists[key] = chunks[0]
+        return chunks
 
     # -- printers: writing -----------------------------------------------------------------------------
 
@@ -568,6 +590,19 @@ class Store:
             CommandRow(r[0], r[1], msgspec.Raw(r[2].encode()), r[3], r[4], to_iso(r[5]) or "", r[6], r[7], r[8])
             for r in rows
         ]
+
+    # -- facts about the bridge ---------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # -- broker accounts -----------------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ async def asgi_stream(env: BridgeEnv, method: str, path: str, chunks: list[bytes
         "server": ("127.0.0.1", 8000),
         "state": {},
     }
-    await env.client.app(scope, receive, send)
+    await env.app(scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, body

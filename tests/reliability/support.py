@@ -21,7 +21,7 @@ from tests.support.env import BridgeEnv
 
 async def rest(env: BridgeEnv, method: str, path: str, timeout: float = 30.0, **kwargs: Any) -> httpx.Response:
     """One request to the running app, concurrently with anything else the test does."""
-    app = env.client.app
+    app = env.app
     headers = {**env.auth(), **kwargs.pop("headers", {})}
 
     async def call() -> httpx.Response:

@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 from bridge.app import create_app
 from bridge.config import MqttUrl, Settings
 from bridge.core import Bridge
+from bridge.http.fastpath import ReadFastPath
 from bridge.mqtt.topics import Topics
 from tests.support.agent import TestAgent
 from tests.support.broker import Broker
@@ -67,7 +68,10 @@ def test_settings(broker: Broker, db_path: Path, **overrides: Any) -> Settings:
 
 
 class BridgeEnv:
-    def __init__(self, broker: Broker, settings: Settings, client: AsyncTestClient[Any], clock: Clock) -> None:
+    def __init__(
+        self, broker: Broker, settings: Settings, client: AsyncTestClient[Any], clock: Clock, app: ReadFastPath
+    ) -> None:
+        self.app = app  # the ASGI app under test (the read fast path in front of the Litestar app)
         self.broker = broker
         self.settings = settings
         self.client = client
@@ -79,7 +83,7 @@ class BridgeEnv:
 
     @property
     def bridge(self) -> Bridge:
-        bridge: Bridge = self.client.app.state.bridge
+        bridge: Bridge = self.app.state.bridge
         return bridge
 
     def auth(self, token: str | None = None) -> dict[str, str]:
@@ -142,7 +146,7 @@ async def running_bridge(
     clock = clock or Clock()
     app = create_app(settings, clock)
     async with AsyncTestClient(app=app) as client:
-        env = BridgeEnv(broker, settings, client, clock)
+        env = BridgeEnv(broker, settings, client, clock, app)
         await wait_for(lambda: env.bridge.mqtt_connected, 10, "the bridge's MQTT connection")
         if env.bridge.store.user_id("alice") is None:
             env.user_id, env.token = env.add_user("alice")

@@ -48,11 +48,11 @@ def reopen(store: Store) -> Store:
 # -- schema ----------------------------------------------------------------------------------------------
 
 
-def test_schema_created_with_version_1_and_wal(store: Store) -> None:
+def test_schema_created_at_the_latest_version_and_wal(store: Store) -> None:
     assert store.path.exists()  # its folder was created
-    assert current_version(store.db) == 1 == len(MIGRATIONS)
+    assert current_version(store.db) == 2 == len(MIGRATIONS)
     rows = store.conn.execute("SELECT version FROM schema_version").fetchall()
-    assert rows == [(1,)]
+    assert rows == [(1,), (2,)]
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = set(store.db.table_names())
     assert {"users", "printers", "prints", "commands", "snapshots", "schema_version"} <= tables
@@ -63,16 +63,42 @@ def test_migration_is_idempotent_on_reopen(store: Store) -> None:
     store.create_printer(uid, "P")
     again = reopen(store)
     try:
-        assert again.conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert again.conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
         assert again.user_id("alice") == uid
         assert [r.name for r in again.printers.values()] == ["P"]
     finally:
         again.close()
     third = Store(store.path)
     try:
-        assert third.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+        assert third.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 2
     finally:
         third.close()
+
+
+def test_a_version_1_database_is_migrated_without_losing_data(tmp_path: Path) -> None:
+    import sqlite3
+
+    import sqlite_utils
+
+    from bridge.state import schema
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
+    schema._v1(db)
+    conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+    conn.execute("INSERT INTO users (username, token_hash, created_at) VALUES ('old', 'h', 0)")
+    conn.close()
+    upgraded = Store(path)
+    try:
+        assert current_version(upgraded.db) == len(MIGRATIONS)
+        assert upgraded.user_id("old") == 1
+        assert upgraded.meta("anything") is None
+        upgraded.set_meta("ha_discovery_mode", "device")
+        assert upgraded.meta("ha_discovery_mode") == "device"
+    finally:
+        upgraded.close()
 
 
 # -- users -----------------------------------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""The two hottest reads, answered before Litestar's routing.
+
+`GET /api/v1/printers/` and `GET /api/v1/printers/{id}/` are what dashboards and scripts poll. Their
+answer is bytes the store already holds, so Litestar's routing, dependency injection and response
+machinery were most of their cost (bench/RESULTS.md). `ReadFastPath` wraps the Litestar app: an ordinary,
+successful read (a valid token, the caller's own printer, a valid or absent `with_archived`) is answered
+here with the same bytes and headers; anything else -- a missing or bad token, another user's printer, a
+bad parameter, any other method or path -- goes to the Litestar app
+untouched, so every error is produced in one place. `tests/integration/test_fastpath.py` checks that both
+paths answer byte for byte the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, cast
+from urllib.parse import parse_qsl
+
+from litestar import Litestar
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
+
+from bridge.config import parse_bool
+from bridge.core import Bridge
+
+PREFIX = "/api/v1/printers"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """As bridge.http.auth.token_from_headers, on the raw scope headers."""
+    header = key = None
+    for name, value in headers:
+        if name == b"authorization" and header is None:
+            header = value
+        elif name == b"x-api-key" and key is None:
+            key = value
+    if header is not None:
+        scheme, _, token = header.decode("latin-1").strip().partition(" ")
+        if scheme.lower() in ("bearer", "token") and token.strip():
+            return token.strip()
+        return None
+    if key is not None and key.strip():
+        return key.decode("latin-1").strip()
+    return None
+
+
+def _with_archived(query: bytes) -> bool | None:
+    """The `with_archived` flag; None when the query is one the fast path leaves to Litestar."""
+    if not query:
+        return False
+    values = [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if k == "with_archived"]
+    if not values:
+        return False
+    if len(values) > 1:
+        return None
+    try:
+        return parse_bool(values[0])
+    except ValueError:
+        return None
+
+
+class ReadFastPath:
+    def __init__(self, app: Litestar, bridge: Bridge) -> None:
+        self.app = app
+        self.bridge = bridge
+
+    def __getattr__(self, name: str) -> Any:  # the wrapped app's attributes (state, routes...) stay reachable
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and cast(HTTPScope, scope)["method"] == "GET":
+            chunks = self._answer(cast(HTTPScope, scope))
+            if chunks is not None:
+                start: HTTPResponseStartEvent = {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*_JSON_HEADERS, (b"content-length", str(sum(map(len, chunks))).encode())],
+                }
+                await send(start)
+                last = len(chunks) - 1
+                for n, chunk in enumerate(chunks):
+                    body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": chunk, "more_body": n < last}
+                    await send(body)
+                return
+        await self.app(scope, receive, send)
+
+    def _answer(self, scope: HTTPScope) -> list[bytes] | None:
+        """The response body (in one or more chunks), or None to leave the request to Litestar."""
+        path: str = scope["path"]
+        if not path.startswith(PREFIX):
+            return None
+        rest = path[len(PREFIX) :]
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        if rest:  # "/{id}": digits only, as Litestar's int path parameter
+            rest = rest[1:] if rest.startswith("/") else "x"
+            if not (rest.isascii() and rest.isdigit() and len(rest) <= 12):
+                return None
+        token = _token(scope["headers"])
+        if token is None:
+            return None
+        store = self.bridge.store
+        user_id = store.user_for_token(token)
+        if user_id is None:
+            return None
+        with_archived = _with_archived(scope["query_string"])
+        if with_archived is None:
+            return None
+        if not rest:
+            return store.owned_json(user_id, with_archived)
+        rec = store.get(int(rest))
+        if rec is None or rec.owner_id != user_id or (rec.archived_at is not None and not with_archived):
+            return None
+        return [store.printer_json(rec)]
