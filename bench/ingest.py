@@ -38,7 +38,7 @@ MAX_EXTRA_LAG_S = 1.0  # printbridge may finish at most this much later after th
 MAX_RSS_GROWTH_MIB = 30.0  # bounded backlog: memory must not grow with the number of messages
 
 
-def bare_subscriber(port: int, expected: int, ready: Any, results: Any) -> None:
+def bare_subscriber(port: int, expected: int, ready: Any, results: Any, protocol: str = "3.1.1") -> None:
     """The baseline: a bare aiomqtt subscriber that decodes each message's JSON and counts."""
     import json
 
@@ -51,7 +51,7 @@ def bare_subscriber(port: int, expected: int, ready: Any, results: Any) -> None:
             "127.0.0.1",
             port,
             identifier=f"bench-bare-{time.time_ns()}",
-            protocol=aiomqtt.ProtocolVersion.V311,
+            protocol=aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             max_queued_incoming_messages=0,
         ) as client:
@@ -70,11 +70,13 @@ def bare_subscriber(port: int, expected: int, ready: Any, results: Any) -> None:
     asyncio.run(run())
 
 
-def run_baseline(port: int, printers: list[int], rounds: int, publishers: int) -> dict[str, float]:
+def run_baseline(
+    port: int, printers: list[int], rounds: int, publishers: int, protocol: str = "3.1.1"
+) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
     expected = len(printers) * rounds
-    sub = ctx.Process(target=bare_subscriber, args=(port, expected, ready, results), daemon=True)
+    sub = ctx.Process(target=bare_subscriber, args=(port, expected, ready, results, protocol), daemon=True)
     sub.start()
     ready.get(timeout=30)
     sent, first_pub, all_acked, _ = run_publishers(port, printers, rounds, publishers)
@@ -89,10 +91,12 @@ def run_baseline(port: int, printers: list[int], rounds: int, publishers: int) -
     }
 
 
-def run_printbridge(work: Any, broker_url: str, port: int, n: int, rounds: int, publishers: int) -> dict[str, Any]:
+def run_printbridge(
+    work: Any, broker_url: str, port: int, n: int, rounds: int, publishers: int, protocol: str = "3.1.1"
+) -> dict[str, Any]:
     db = work / "ingest.db"
     token = seed_db(db, n, with_status=False, with_print=False)
-    srv = start_printbridge(work, db, broker_url, PRINTBRIDGE_HA_DISCOVERY="true")
+    srv = start_printbridge(work, db, broker_url, PRINTBRIDGE_HA_DISCOVERY="true", PRINTBRIDGE_MQTT_PROTOCOL=protocol)
     try:
         status, body = http_get(srv.port, "/api/v1/printers/", token)
         assert status == 200
@@ -134,22 +138,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=40, help="status messages per printer")
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     parser.add_argument("--trials", type=int, default=2, help="alternated runs of each side; the best counts")
+    parser.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1", help="MQTT version of both subscribers")
     args = parser.parse_args(argv)
     bases, ourses = [], []
     for _ in range(args.trials):  # alternated; each side's best trial counts (shared machines drift)
         with workdir() as work:
             with mosquitto(work) as broker:
-                bases.append(run_baseline(broker.port, list(range(1, args.printers + 1)), args.rounds, args.publishers))
+                bases.append(
+                    run_baseline(
+                        broker.port, list(range(1, args.printers + 1)), args.rounds, args.publishers, args.protocol
+                    )
+                )
             with mosquitto(work) as broker:
                 ourses.append(
-                    run_printbridge(work, broker.url, broker.port, args.printers, args.rounds, args.publishers)
+                    run_printbridge(
+                        work, broker.url, broker.port, args.printers, args.rounds, args.publishers, args.protocol
+                    )
                 )
     base = min(bases, key=lambda r: r["seconds"])
     ours = min(ourses, key=lambda r: r["seconds"])
     base_rate = base["sent"] / base["seconds"]
     our_rate = ours["sent"] / ours["seconds"]
     print_table(
-        f"status messages absorbed, {args.printers} printers x {args.rounds}, QoS 1, {args.publishers} publishers, "
+        f"status messages absorbed, {args.printers} printers x {args.rounds}, QoS 1, MQTT {args.protocol}, "
+        f"{args.publishers} publishers, "
         f"best of {args.trials}",
         ["subscriber", "messages", "seconds", "msg/s", "publishers done s", "lag after publish s", "RSS MiB"],
         [

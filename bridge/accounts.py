@@ -37,10 +37,6 @@ HA_ACCOUNT = "homeassistant"
 _ALREADY = ("already exists",)
 
 
-class BrokerAuthError(RuntimeError):
-    """The broker lets anonymous clients publish and PRINTBRIDGE_REQUIRE_BROKER_AUTH is set."""
-
-
 class Accounts:
     def __init__(self, link: MqttLink, store: Store, topics: Topics) -> None:
         self.link = link

@@ -59,9 +59,6 @@ class Detector:
         self._set_state(rec, d.reset_for_new_print(self.state(rec)))
         rec.normalized_p = 0.0
 
-    def print_ended(self, rec: PrinterRecord) -> None:
-        rec.normalized_p = 0.0
-
     def handle_frame(self, rec: PrinterRecord, payload: bytes) -> None:
         try:
             p = d.parse_frame(payload)

@@ -23,7 +23,6 @@ PAUSE_ESCALATING_FACTOR = 1.75
 MAX_FRAME_BYTES = 256 * 1024
 
 ACTION_PAUSE = "PAUSE"
-ACTION_NONE = "NONE"
 
 REASON_DISABLED = "AI failure detection is disabled"
 REASON_NOT_PRINTING = "Printer is not actively printing"

@@ -8,7 +8,6 @@ import msgspec
 
 ACTION_ON_FAILURE = ("PAUSE", "NONE")
 ALERT_OVERWRITES = ("FAILED", "NOT_FAILED")
-COMMAND_OUTCOMES = ("acked", "refused", "timeout", "not_sent")
 
 # The writable printer fields and their defaults (SPEC 4.2).
 PRINTER_DEFAULTS: dict[str, Any] = {

@@ -57,22 +57,6 @@ class CommandDoc(msgspec.Struct):
     latency_ms: float | None
 
 
-class PrinterWrite(msgspec.Struct, omit_defaults=True):
-    """The writable fields of a printer (all optional in PATCH; `name` required in POST)."""
-
-    name: str | msgspec.UnsetType = msgspec.UNSET
-    action_on_failure: Literal["PAUSE", "NONE"] | msgspec.UnsetType = msgspec.UNSET
-    watching_enabled: bool | msgspec.UnsetType = msgspec.UNSET
-    tools_off_on_pause: bool | msgspec.UnsetType = msgspec.UNSET
-    bed_off_on_pause: bool | msgspec.UnsetType = msgspec.UNSET
-    retract_on_pause: float | msgspec.UnsetType = msgspec.UNSET
-    lift_z_on_pause: float | msgspec.UnsetType = msgspec.UNSET
-    detective_sensitivity: float | msgspec.UnsetType = msgspec.UNSET
-    min_timelapse_secs_on_finish: int | msgspec.UnsetType = msgspec.UNSET
-    min_timelapse_secs_on_cancel: int | msgspec.UnsetType = msgspec.UNSET
-    archived_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
-
-
 class Health(msgspec.Struct):
     mqtt: Literal["connected", "disconnected"]
     db: Literal["ok", "error"]

@@ -186,10 +186,6 @@ def build_ha_account_commands(username: str, password: str, topics: Topics) -> l
     ]
 
 
-def build_get_client_command(username: str) -> dict[str, object]:
-    return {"command": "getClient", "username": username}
-
-
 def build_list_clients_command() -> dict[str, object]:
     return {"command": "listClients", "verbose": False, "count": -1, "offset": 0}
 

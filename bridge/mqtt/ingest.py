@@ -227,7 +227,6 @@ class Ingest:
             p.print_time = rec.print_time_s
         self.store.save_print(rec, p)
         rec.normalized_p = 0.0
-        self.detector.print_ended(rec)
         if not self._has(events, "ENDED"):
             events.append(("ENDED", p))
 

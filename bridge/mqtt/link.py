@@ -37,10 +37,6 @@ class NotConnected(RuntimeError):
     """The broker connection is down; nothing was published."""
 
 
-class BrokerRefused(RuntimeError):
-    """The broker refused the bridge's credentials."""
-
-
 @dataclass(frozen=True, slots=True)
 class Incoming:
     topic: str

@@ -6,7 +6,7 @@ Incoming payloads tolerate unknown fields; outgoing ones are exact. Decoders are
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -58,9 +58,6 @@ class Ack(msgspec.Struct):
 
 
 # -- bridge -> agent -------------------------------------------------------------------------------
-
-CommandName = Literal["pause", "resume", "cancel"]
-Initiator = Literal["api", "system", "homeassistant"]
 
 
 class Command(msgspec.Struct, omit_defaults=False):

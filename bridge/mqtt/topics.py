@@ -7,10 +7,6 @@ from dataclasses import dataclass
 ACTION_NAMES = frozenset({"pause", "resume", "cancel", "mute", "acknowledge_alert"})
 # Leaves that printer agents (and detectors, and Home Assistant) publish and the bridge consumes.
 INBOUND_LEAVES = frozenset({"status", "availability", "snapshot", "detection", "ack"})
-# Leaves the bridge itself publishes: it never acts on these (SPEC 5.4).
-OUTBOUND_LEAVES = frozenset({"command", "remote_status", "state", "event"})
-
-HA_COMPONENT_NAMES = frozenset({"sensor", "binary_sensor", "button", "switch", "image", "device"})
 
 
 class TopicError(ValueError):
