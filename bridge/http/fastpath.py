@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl
 from litestar import Litestar
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
 
-from bridge.config import parse_bool
 from bridge.core import Bridge
+from bridge.http.validation import InvalidInput, parse_bool_param
 
 PREFIX = "/api/v1/printers"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -54,8 +54,8 @@ def _with_archived(query: bytes) -> bool | None:
     if len(values) > 1:
         return None
     try:
-        return parse_bool(values[0])
-    except ValueError:
+        return parse_bool_param("with_archived", values[0], False)
+    except InvalidInput:
         return None
 
 

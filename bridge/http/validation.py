@@ -171,6 +171,8 @@ def parse_bool_param(field: str, raw: str | None, default: bool) -> bool:
     if raw is None:
         return default
     try:
+        if raw != raw.strip():  # exactly the documented words (the OpenAPI pattern says so too)
+            raise ValueError(raw)
         return parse_bool(raw)
     except ValueError:
         raise InvalidInput(field, "must be a boolean (true/false, 1/0, yes/no)") from None
@@ -187,10 +189,10 @@ def parse_overwrite(raw: str | None) -> str | None:
 def parse_limit(raw: str | None, default: int = 50, maximum: int = 1000) -> int:
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput("limit", "must be an integer") from None
+    # digits only: int() would also take " 5", "+5" and "1_0", which the OpenAPI document calls invalid
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise InvalidInput("limit", "must be an integer")
+    value = int(raw)
     if not 1 <= value <= maximum:
         raise InvalidInput("limit", f"must be between 1 and {maximum}")
     return value

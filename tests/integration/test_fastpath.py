@@ -120,6 +120,8 @@ async def test_leaves_everything_else_to_litestar(env: BridgeEnv, fleet: dict[st
         ("/api/v1/printers/", b"", [(b"authorization", b"Basic abc")], 401),
         ("/api/v1/printers/", b"with_archived=maybe", ours, 400),
         ("/api/v1/printers/", b"with_archived=", ours, 400),
+        ("/api/v1/printers/", b"with_archived=+true", ours, 400),
+        ("/api/v1/printers/", b"with_archived=true&with_archived=false", ours, None),
         (f"/api/v1/printers/{bobs}/", b"", ours, 404),
         (f"/api/v1/printers/{archived}/", b"", ours, 404),
         (f"/api/v1/printers/{archived}/", b"with_archived=false", ours, 404),
