@@ -109,7 +109,7 @@ class Commands:
     ) -> None:
         try:
             self.store.add_command(cmd_id, printer_id, print_id, cmd, args, initiator, sent_at)
-        except StoreError as exc:  # the command still goes out; the history misses one row
+        except StoreError as exc:  # the command still goes out; its row waits for the next successful flush
             log.error("could not record command %s: %s", cmd_id, exc)
 
     def _finish(self, cmd_id: str, outcome: str, error: str | None, latency_ms: float | None) -> CommandResult:

@@ -61,6 +61,10 @@ _SELECT_PRINTERS = (
     "min_timelapse_secs_on_finish, min_timelapse_secs_on_cancel, archived_at, agent_name, agent_version, "
     "settings, status, status_ts, status_received_at, available, prediction, normalized_p FROM printers"
 )
+_INSERT_COMMAND_SQL = (
+    "INSERT INTO commands (cmd_id, printer_id, print_id, cmd, args, initiator, sent_at, outcome, error, latency_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _BOOL_COLUMNS = {"watching_enabled", "tools_off_on_pause", "bed_off_on_pause"}
 _PRINT_COLUMNS = tuple(f for f in PrintRecord.__struct_fields__)
 _PRINT_UPDATE_SQL = "UPDATE prints SET {} WHERE id = ?".format(
@@ -467,11 +471,7 @@ class Store:
                 "ON CONFLICT(printer_id) DO UPDATE SET jpeg = excluded.jpeg, received_at = excluded.received_at",
                 [(pid, jpeg, at) for pid, (jpeg, at) in snapshots.items()],
             )
-            conn.executemany(
-                "INSERT INTO commands (cmd_id, printer_id, print_id, cmd, args, initiator, sent_at, outcome, error, "
-                "latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                commands,
-            )
+            conn.executemany(_INSERT_COMMAND_SQL, commands)
             conn.executemany("UPDATE commands SET outcome = ?, error = ?, latency_ms = ? WHERE cmd_id = ?", outcomes)
         self._dirty.clear()
         self._pending_snapshots = {}
@@ -550,8 +550,10 @@ class Store:
         outcome: str | None = None,
         error: str | None = None,
     ) -> None:
-        """Record a command; written by the next `flush()`."""
-        self._pending_commands[cmd_id] = [
+        """Record a command at once, before it is published: a crash then leaves the row (its outcome
+        becomes `timeout` at the next start) rather than no trace of a command the printer may have
+        obeyed. When the database cannot be written, the row waits for the next successful `flush()`."""
+        row = [
             cmd_id,
             printer_id,
             print_id,
@@ -563,9 +565,16 @@ class Store:
             error,
             None,
         ]
+        try:
+            with self.transaction() as conn:
+                conn.execute(_INSERT_COMMAND_SQL, row)
+        except StoreError:
+            self._pending_commands[cmd_id] = row
+            raise
 
     def finish_command(self, cmd_id: str, outcome: str, error: str | None, latency_ms: float | None) -> None:
-        """Record a command's outcome; written by the next `flush()`."""
+        """Record a command's outcome; written by the next `flush()` (coalesced: ~2,000 actions/s would
+        otherwise cost a second transaction each)."""
         row = self._pending_commands.get(cmd_id)
         if row is not None:
             row[7:10] = [outcome, error, latency_ms]

@@ -349,3 +349,20 @@ def test_commands_recorded_finished_and_listed_newest_first(store: Store) -> Non
     [c3] = store.commands(rec.id, 1)
     assert (c3.outcome, c3.error) == ("timeout", "bridge stopped")
     assert store.fail_unfinished_commands("again") == 0
+
+
+def test_a_command_row_is_on_disk_before_the_command_is_published(store: Store) -> None:
+    """Another connection (a restarted bridge after kill -9) sees the row at once; only the outcome waits for
+    the coalesced flush."""
+    uid, _ = store.add_user("alice")
+    rec = store.create_printer(uid, "A")
+    store.add_command("c1", rec.id, None, "pause", {}, "api", 10.0)
+    other = sqlite3.connect(store.path)
+    try:
+        assert other.execute("SELECT cmd_id, outcome FROM commands").fetchall() == [("c1", None)]
+        store.finish_command("c1", "acked", None, 0.5)
+        assert other.execute("SELECT outcome FROM commands").fetchall() == [(None,)]
+        store.flush()
+        assert other.execute("SELECT outcome, latency_ms FROM commands").fetchall() == [("acked", 0.5)]
+    finally:
+        other.close()
