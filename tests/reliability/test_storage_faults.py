@@ -97,6 +97,10 @@ async def test_disk_full_reported_reads_served_and_recovered(env: BridgeEnv, cap
     # Resent by the agent (as agents do, at 1 Hz): now it is recorded.
     again = agent_message(ts=time.time() + 3, event="PrintStarted", current_print_ts=1716909999, filename="b.gcode")
     await asyncio.to_thread(agent.publish_status, again)
+    # The PUBACK comes from the broker: wait for the bridge to have applied the message, then for the flush.
+    await wait_for(
+        lambda: env.bridge.store.printers[pid].status_ts == again["status"]["_ts"], 5, "the resent status applied"
+    )
     await wait_for(lambda: env.bridge.store.pending_writes == 0, 5, "the flush")
     await wait_for(
         lambda: (env.bridge.store.printers[pid].current_print or first_print).ts == 1716909999, 5, "the new print"
