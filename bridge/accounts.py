@@ -51,6 +51,7 @@ class Accounts:
         # so that a change the broker keeps refusing is not retried and logged every second.
         self._retry_delay = RETRY_START_S
         self._retry_at = 0.0
+        self._behind = False  # a change the broker has not taken yet (a failed call, or one left by reconcile)
 
     # -- talking to the plugin ---------------------------------------------------------------------------
 
@@ -84,12 +85,14 @@ class Accounts:
             results = await self.call(commands)
         except (TimeoutError, NotConnected) as exc:
             log.warning("broker account change (%s) not done: %s", what, exc or "no answer")
+            self._behind = True
             return False
         failed = [r for r in results if r.error and not any(a in r.error.lower() for a in _ALREADY)]
         for r in failed:
             if r.command in ("deleteClient", "deleteRole") and "not found" in (r.error or "").lower():
                 continue
             log.warning("broker account change (%s): %s failed: %s", what, r.command, r.error)
+            self._behind = True
             return False
         return True
 
@@ -122,12 +125,10 @@ class Accounts:
         if self.available:
             await self.reconcile()
 
-    def out_of_step(self) -> bool:
-        """Whether the store asks for an account change the broker has not had yet. Cheap (a few small
-        queries), so that the bridge can check it every reconcile tick."""
-        if not self.available or time.monotonic() < self._retry_at:
-            return False
-        return self._differs()
+    def due(self) -> bool:
+        """Whether a change the broker did not take should be tried again now (the bridge asks every
+        reconcile tick; this reads no database)."""
+        return bool(self.available) and self._behind and time.monotonic() >= self._retry_at
 
     def _differs(self) -> bool:
         synced = self.store.broker_tokens()
@@ -162,7 +163,8 @@ class Accounts:
                 if await self._apply(dynsec.build_delete_printer_commands(printer_id), f"remove printer {printer_id}"):
                     self._set_synced(printer_id, None)
             await self._ensure_ha(existing)
-            if self._differs():
+            self._behind = self._differs()
+            if self._behind:
                 self._retry_at = time.monotonic() + self._retry_delay
                 self._retry_delay = min(self._retry_delay * 2, RETRY_CAP_S)
             else:

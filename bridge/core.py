@@ -163,17 +163,19 @@ class Bridge:
     async def reconcile(self) -> None:
         """Printers created, changed or deleted by another process (the CLI) are picked up here, and so are
         broker accounts still to be made (the CLI's `ha-account`, a change the broker did not take)."""
-        added, changed, removed = self.store.reload_if_changed()
-        for rec in added:
-            self.outputs.printer_changed(rec)
-        for rec in changed:
-            if rec.archived_at is not None:
-                self.outputs.removed(rec)
-            else:
+        changes = self.store.reload_if_changed()
+        if changes is not None:
+            for rec in changes.added:
                 self.outputs.printer_changed(rec)
-        for rec in removed:
-            self.outputs.removed(rec)
-        if added or changed or removed or self.accounts.out_of_step():
+            for rec in changes.changed:
+                if rec.archived_at is not None:
+                    self.outputs.removed(rec)
+                else:
+                    self.outputs.printer_changed(rec)
+            for rec in changes.removed:
+                self.outputs.removed(rec)
+        # Another process wrote (a printer, a token, the Home Assistant account), or a change failed earlier.
+        if changes is not None or self.accounts.due():
             await self.accounts.reconcile()
 
     # -- MQTT callbacks ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import sqlite_utils
@@ -70,6 +70,12 @@ _PRINT_COLUMNS = tuple(f for f in PrintRecord.__struct_fields__)
 _PRINT_UPDATE_SQL = "UPDATE prints SET {} WHERE id = ?".format(
     ", ".join(f"{c} = ?" for c in _PRINT_COLUMNS if c != "id")
 )
+
+
+class ExternalChanges(NamedTuple):
+    added: list[PrinterRecord]
+    changed: list[PrinterRecord]
+    removed: list[PrinterRecord]
 
 
 class CommandRow(msgspec.Struct, omit_defaults=False):
@@ -254,14 +260,15 @@ class Store:
     def _read_data_version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
-    def reload_if_changed(self) -> tuple[list[PrinterRecord], list[PrinterRecord], list[PrinterRecord]]:
-        """Pick up printers that another process (the CLI) created, changed or deleted.
+    def reload_if_changed(self) -> ExternalChanges | None:
+        """Pick up what another process (the CLI) wrote: printers created, changed or deleted.
 
-        Returns (added, changed, removed). Only configuration columns are compared; status is ours.
+        None when no other process wrote since the last call. Only configuration columns are compared;
+        status is ours.
         """
         version = self._read_data_version()
         if version == self._data_version:
-            return [], [], []
+            return None
         self._data_version = version
         self._lists.clear()
         self._token_users.clear()
@@ -298,7 +305,7 @@ class Store:
         for rec in removed:
             self._encoded.pop(rec.id, None)
             self._dirty.discard(rec.id)
-        return added, changed, removed
+        return ExternalChanges(added, changed, removed)
 
     # -- printers: reading -----------------------------------------------------------------------------
 

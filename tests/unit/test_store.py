@@ -188,7 +188,7 @@ def test_printer_crud(store: Store, clock: FakeClock) -> None:
 def test_reload_if_changed_sees_another_process(store: Store) -> None:
     uid, _ = store.add_user("alice")
     mine = store.create_printer(uid, "Mine")
-    assert store.reload_if_changed() == ([], [], [])
+    assert store.reload_if_changed() is None  # only our own writes so far
     other = Store(store.path)
     try:
         other.load()
@@ -198,11 +198,13 @@ def test_reload_if_changed_sees_another_process(store: Store) -> None:
         other.update_printer(other_view, {"name": "Renamed elsewhere"})
     finally:
         other.close()
-    added, changed, removed = store.reload_if_changed()
+    changes = store.reload_if_changed()
+    assert changes is not None
+    added, changed, removed = changes
     assert [r.id for r in added] == [created.id]
     assert [r.id for r in changed] == [mine.id] and mine.name == "Renamed elsewhere"
     assert removed == []
-    assert store.reload_if_changed() == ([], [], [])
+    assert store.reload_if_changed() is None
 
 
 # -- the coalesced flush ------------------------------------------------------------------------------
