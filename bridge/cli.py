@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,19 +104,9 @@ def cmd_printer_list(settings: Settings, args: argparse.Namespace) -> int:
             _err(f"no user {args.owner!r}")
             return 1
         records = [r for r in records if r.owner_id == owner]
-    _mark_stale(store, settings)
+    store.mark_stale(time.time() - settings.status_ttl_s)
     sys.stdout.write(store.printers_json(records).decode() + "\n")
     return 0
-
-
-def _mark_stale(store: Any, settings: Settings) -> None:
-    import time
-
-    cutoff = time.time() - settings.status_ttl_s
-    for rec in store.printers.values():
-        if rec.status_received_at is None or rec.status_received_at < cutoff:
-            rec.stale = True
-            store.touch(rec, persist=False)
 
 
 def cmd_printer_token(settings: Settings, args: argparse.Namespace) -> int:

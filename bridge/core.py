@@ -151,14 +151,8 @@ class Bridge:
 
     def sweep_stale(self) -> None:
         """Statuses older than the TTL (by receive time) are served as null, and consumers are told."""
-        cutoff = self.clock() - self.settings.status_ttl_s
-        for rec in self.store.printers.values():
-            if rec.status_raw is not None and not rec.stale:
-                received = rec.status_received_at
-                if received is None or received < cutoff:
-                    rec.stale = True
-                    self.store.touch(rec, persist=False)
-                    self.outputs.printer_changed(rec)
+        for rec in self.store.mark_stale(self.clock() - self.settings.status_ttl_s):
+            self.outputs.printer_changed(rec)
 
     async def reconcile(self) -> None:
         """Printers created, changed or deleted by another process (the CLI) are picked up here, and so are

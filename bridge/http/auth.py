@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from litestar import Request
@@ -12,10 +13,14 @@ from bridge.http.errors import NotAuthenticated
 
 
 def token_from_headers(request: Request[Any, Any, Any]) -> str | None:
-    # The raw ASGI headers (lower-case names), first occurrence wins: building `request.headers` for two
-    # look-ups cost more per request than the rest of the authentication.
+    return token_from_scope_headers(request.scope["headers"])
+
+
+def token_from_scope_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The API token from raw ASGI headers (lower-case names, first occurrence wins): building
+    `request.headers` for two look-ups cost more per request than the rest of the authentication."""
     header = key = None
-    for name, value in request.scope["headers"]:
+    for name, value in headers:
         if name == b"authorization" and header is None:
             header = value.decode("latin-1")
         elif name == b"x-api-key" and key is None:

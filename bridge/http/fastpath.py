@@ -12,7 +12,6 @@ paths answer byte for byte the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -20,28 +19,11 @@ from litestar import Litestar
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
 
 from bridge.core import Bridge
+from bridge.http.auth import token_from_scope_headers
 from bridge.http.validation import InvalidInput, parse_bool_param
 
 PREFIX = "/api/v1/printers"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def _token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """As bridge.http.auth.token_from_headers, on the raw scope headers."""
-    header = key = None
-    for name, value in headers:
-        if name == b"authorization" and header is None:
-            header = value
-        elif name == b"x-api-key" and key is None:
-            key = value
-    if header is not None:
-        scheme, _, token = header.decode("latin-1").strip().partition(" ")
-        if scheme.lower() in ("bearer", "token") and token.strip():
-            return token.strip()
-        return None
-    if key is not None and key.strip():
-        return key.decode("latin-1").strip()
-    return None
 
 
 def _with_archived(query: bytes) -> bool | None:
@@ -96,7 +78,7 @@ class ReadFastPath:
             rest = rest[1:] if rest.startswith("/") else "x"
             if not (rest.isascii() and rest.isdigit() and len(rest) <= 12):
                 return None
-        token = _token(scope["headers"])
+        token = token_from_scope_headers(scope["headers"])
         if token is None:
             return None
         store = self.bridge.store

@@ -366,6 +366,19 @@ class Store:
 
     # -- printers: writing -----------------------------------------------------------------------------
 
+    def mark_stale(self, cutoff: float) -> list[PrinterRecord]:
+        """Statuses received before `cutoff` are served as null from now on; returns the printers that
+        just went stale."""
+        stale = []
+        for rec in self.printers.values():
+            if rec.status_raw is not None and not rec.stale:
+                received = rec.status_received_at
+                if received is None or received < cutoff:
+                    rec.stale = True
+                    self.touch(rec, persist=False)
+                    stale.append(rec)
+        return stale
+
     def touch(self, rec: PrinterRecord, persist: bool = True) -> None:
         """Record that `rec` changed in memory: its JSON is re-encoded and (persist) its status columns
         are written by the next flush."""
