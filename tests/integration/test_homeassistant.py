@@ -25,7 +25,7 @@ import pytest
 
 from bridge.state.store import Store
 from tests.support.agent import TestAgent, agent_message
-from tests.support.broker import Broker, Probe, Received
+from tests.support.broker import Broker, Probe, Received, subscribed_admin_probe
 from tests.support.env import BridgeEnv, running_bridge, wait_for
 
 VERSION = importlib.metadata.version("printbridge")
@@ -280,16 +280,8 @@ class Watch:
 @asynccontextmanager
 async def probe(broker: Broker, *subscriptions: str) -> AsyncIterator[Watch]:
     """A Watch on a new admin probe, subscribed before it is handed out."""
-    p = Probe(broker, broker.admin_username, broker.admin_password)
-    rc = await asyncio.to_thread(p.connect)
-    assert rc == 0, f"probe refused: {rc}"
-    try:
-        for topic in subscriptions:
-            codes = await asyncio.to_thread(p.subscribe, topic)
-            assert codes[0] < 0x80, f"subscription to {topic} refused"
+    async with subscribed_admin_probe(broker, *subscriptions) as p:
         yield Watch(p)
-    finally:
-        await asyncio.to_thread(p.close)
 
 
 def watch(env: BridgeEnv) -> tuple[str, str]:

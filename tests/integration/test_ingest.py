@@ -6,8 +6,7 @@ import asyncio
 import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from bridge.mqtt.payloads import MAX_JSON_BYTES, MAX_SNAPSHOT_BYTES, encoder
 from tests.support.agent import TestAgent, agent_message
-from tests.support.broker import Broker, Probe, Received
+from tests.support.broker import Broker, Probe, Received, subscribed_admin_probe
 from tests.support.env import BridgeEnv, running_bridge, wait_for
 
 PRINT_FIELDS = {
@@ -62,19 +61,7 @@ async def send(env: BridgeEnv, agent: TestAgent, message: dict[str, Any] | bytes
     await wait_for(lambda: processed(env) > before, what=f"the bridge to process the {leaf} message")
 
 
-@asynccontextmanager
-async def probe(broker: Broker, *topics: str) -> AsyncIterator[Probe]:
-    """A paho client connected as the broker's admin and subscribed to `topics`."""
-    p = Probe(broker, broker.admin_username, broker.admin_password)
-    rc = await asyncio.to_thread(p.connect)
-    assert rc == 0, f"the admin probe was refused: {rc}"
-    try:
-        for topic in topics:
-            codes = await asyncio.to_thread(p.subscribe, topic)
-            assert codes[0] < 0x80, f"subscription to {topic} refused"
-        yield p
-    finally:
-        await asyncio.to_thread(p.close)
+probe = subscribed_admin_probe
 
 
 async def expect(p: Probe, predicate: Callable[[Received], bool], timeout: float = 5.0) -> Received:

@@ -399,17 +399,18 @@ async def test_delete_stops_the_printers_mqtt_credentials(env: BridgeEnv) -> Non
     resp = await env.client.delete(f"{API}/{printer['id']}", headers=env.auth())
     assert resp.status_code == 200
     await wait_for(lambda: env.bridge.store.broker_tokens().get(printer["id"]) is None, what="account removed")
-    again = TestAgent(
-        env.broker.host, env.broker.port, printer["id"], printer["auth_token"], base_topic=env.settings.base_topic
-    )
-    refused = False
+    assert await _refused(env, printer["id"], printer["auth_token"]), "a deleted printer's credentials still connect"
+
+
+async def _refused(env: BridgeEnv, printer_id: int, password: str) -> bool:
+    """Whether the broker refuses an agent logging in as `printer-{id}` with `password`."""
+    agent = TestAgent(env.broker.host, env.broker.port, printer_id, password, base_topic=env.settings.base_topic)
     try:
-        await asyncio.to_thread(again.connect, 3.0)
+        await asyncio.to_thread(agent.connect, 3.0)
     except ConnectionRefusedError:
-        refused = True
-    else:
-        await asyncio.to_thread(again.disconnect)
-    assert refused, "a deleted printer's credentials still connect"
+        return True
+    await asyncio.to_thread(agent.disconnect)
+    return False
 
 
 # -- pic ------------------------------------------------------------------------------------------------------
@@ -489,15 +490,7 @@ async def test_rotate_token_changes_auth_token_and_broker_password(env: BridgeEn
     # The newest token connects; the first one no longer does.
     agent = await env.agent({**printer, "auth_token": old})
     assert agent.printer_id == pid
-    stale = TestAgent(env.broker.host, env.broker.port, pid, printer["auth_token"], base_topic=env.settings.base_topic)
-    refused = False
-    try:
-        await asyncio.to_thread(stale.connect, 3.0)
-    except ConnectionRefusedError:
-        refused = True
-    else:
-        await asyncio.to_thread(stale.disconnect)
-    assert refused, "the old auth_token still connects"
+    assert await _refused(env, pid, printer["auth_token"]), "the old auth_token still connects"
 
 
 # -- health and OpenAPI -------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ and `dynsec_call`, which sends dynamic-security commands as the admin and return
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import os
@@ -17,7 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -383,6 +384,22 @@ class Probe:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.asynccontextmanager
+async def subscribed_admin_probe(broker: Broker, *topics: str) -> AsyncIterator[Probe]:
+    """For async tests: a Probe connected as the broker's admin and subscribed to `topics` before it is
+    handed out (the blocking paho calls run in a thread), closed afterwards."""
+    p = Probe(broker, broker.admin_username, broker.admin_password)
+    rc = await asyncio.to_thread(p.connect)
+    assert rc == 0, f"the admin probe was refused: {rc}"
+    try:
+        for topic in topics:
+            codes = await asyncio.to_thread(p.subscribe, topic)
+            assert codes[0] < 0x80, f"subscription to {topic} refused"
+        yield p
+    finally:
+        await asyncio.to_thread(p.close)
 
 
 @contextlib.contextmanager
