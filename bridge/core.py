@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ class Bridge:
         if url.username is None:
             stored = self.store.account("bridge")
             if stored is not None:
-                url = type(url)(url.tls, url.host, url.port, stored[0], stored[1])
+                url = dataclasses.replace(url, username=stored[0], password=stored[1])
         self.link = MqttLink(
             url,
             protocol=settings.mqtt_protocol,
@@ -137,7 +138,7 @@ class Bridge:
                     log.error("%s failed: %s", name, exc)
                     failing, logged_at = str(exc), now
             except Exception:
-                log.exception("%s failed", getattr(step, "__name__", step))
+                log.exception("%s failed", name)
 
     @property
     def mqtt_connected(self) -> bool:
