@@ -116,6 +116,8 @@ def decode_agent_message(payload: bytes) -> tuple[AgentMessage, dict[str, Any] |
         if _present(msg.status):
             status = _object_decoder.decode(msg.status)
         if _present(msg.settings):
+            # decoded whole once: skipping unknown fields would not check their strings' UTF-8, and the
+            # settings are stored and served verbatim
             _object_decoder.decode(msg.settings)
             settings_view = _settings_decoder.decode(msg.settings)
     except DECODE_ERRORS as exc:
