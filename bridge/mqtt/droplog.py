@@ -24,8 +24,6 @@ class DropLog:
         self._suppressed = 0
 
     def drop(self, topic: str, reason: str) -> None:
-        self.total += 1
-        self.by_reason[reason.split(":", 1)[0]] += 1
         now = self.monotonic()
         if now - self._window_start >= self.window_s:
             if self._suppressed:
@@ -38,3 +36,6 @@ class DropLog:
             log.warning("dropped message on %s: %s", topic[:200], reason[:300])
         else:
             self._suppressed += 1
+        # Counted last: whoever sees the count move (a test, a health probe) sees the log line too.
+        self.by_reason[reason.split(":", 1)[0]] += 1
+        self.total += 1
