@@ -69,7 +69,6 @@ class Detector:
             return  # frames count only while a print is watched (SPEC 6.1)
         state = d.update_prediction(self.state(rec), p)
         self._set_state(rec, state)
-        self.frames += 1
         sensitivity = rec.detective_sensitivity
         rec.normalized_p = d.normalized_p(state, sensitivity)
         now = self.clock()
@@ -99,6 +98,7 @@ class Detector:
             task = asyncio.get_running_loop().create_task(self._send_pause(rec))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        self.frames += 1  # counted last: a frame counted is a frame fully decided
 
     async def drain(self) -> None:
         """Wait for automatic pauses in flight (tests, shutdown)."""
