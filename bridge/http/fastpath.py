@@ -8,6 +8,10 @@ here with the same bytes and headers; anything else -- a missing or bad token, a
 bad parameter, any other method or path -- goes to the Litestar app
 untouched, so every error is produced in one place. `tests/integration/test_fastpath.py` checks that both
 paths answer byte for byte the same.
+
+As the app's front door it also does what every request needs first: it takes in what another process
+(the CLI) committed (`Bridge.catch_up`, one `PRAGMA data_version` when nothing did), so a request that
+starts after a command returned sees its effect on either path.
 """
 
 from __future__ import annotations
@@ -50,7 +54,12 @@ class ReadFastPath:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and cast(HTTPScope, scope)["method"] == "GET":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.bridge.catch_up()
+        method = cast(HTTPScope, scope)["method"]
+        if method == "GET":
             chunks = self._answer(cast(HTTPScope, scope))
             if chunks is not None:
                 start: HTTPResponseStartEvent = {
