@@ -3,7 +3,7 @@
 The running bridge talks to the plugin over its own connection (`bridge.accounts`); a CLI command that
 changes a printer's credentials connects once as the plugin's admin, sends the commands and waits for the
 answer, so that the broker has the change before the command returns. paho's loop is run by hand in short
-steps (as in `brokercheck`): no network thread, and it returns as soon as the answer is in.
+steps (`brokercheck.loop_until`): no network thread, and it returns as soon as the answer is in.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.config import MqttUrl
+from bridge.mqtt.brokercheck import loop_until
 from bridge.mqtt.dynsec import CONTROL_TOPIC, RESPONSE_TOPIC, CommandResult, encode_request, parse_response
 
 TIMEOUT_S = 3.0
@@ -54,10 +55,7 @@ def call_dynsec(url: MqttUrl, commands: list[dict[str, Any]], timeout: float = T
     deadline = time.monotonic() + timeout
 
     def run_until(key: str) -> bool:
-        while key not in state and time.monotonic() < deadline:
-            if client.loop(timeout=0.05) != paho.MQTT_ERR_SUCCESS:
-                break
-        return bool(state.get(key))
+        return loop_until(client, lambda: key in state, deadline) and bool(state[key])
 
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
