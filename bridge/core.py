@@ -171,8 +171,8 @@ class Bridge:
         return True
 
     async def reconcile(self) -> None:
-        """Outside changes not seen by a request yet are taken in here, and broker account changes that
-        failed earlier are tried again (the CLI's, when the broker did not answer it, among them)."""
+        """Every second: outside changes no request or message has taken in yet (a CLI command the broker
+        did not answer leaves its account change to them), and account changes the broker refused earlier."""
         if not self.catch_up() and self.accounts.due():
             await self.accounts.reconcile()
 
