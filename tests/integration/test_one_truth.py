@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,7 @@ def test_without_the_broker_the_command_succeeds_and_serve_makes_the_account(ser
 
 
 @pytest.fixture
-async def quiet_env(broker: Broker, tmp_path: Path) -> Any:
+async def quiet_env(broker: Broker, tmp_path: Path) -> AsyncIterator[BridgeEnv]:
     """A bridge whose periodic look at the database is an hour away: only requests and messages look."""
     async with running_bridge(broker, tmp_path / "printbridge.db", reconcile_interval_s=3600.0) as env:
         yield env
