@@ -45,6 +45,9 @@ class PrintBridgePlugin(
     def get_settings_restricted_paths(self) -> dict[str, Any]:
         return {"admin": [["password"]]}
 
+    def is_template_autoescaped(self) -> bool:
+        return True
+
     def get_template_configs(self) -> list[dict[str, Any]]:
         return [{"type": "settings", "custom_bindings": False}]
 
