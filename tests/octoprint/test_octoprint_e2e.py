@@ -212,7 +212,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         topics = Topics(serve.base_topic, f"{serve.base_topic}-ha")
         recorder = Recorder(broker, [f"{serve.base_topic}/printers/{printer['id']}/#"])
         plugins = yaml.safe_load(config["snippet"])  # pasted under `plugins:` as the README says
-        plugins["printbridge"]["snapshot_interval_s"] = 1
+        # a status every 2 s while printing (default 10 s) so that progress is seen advancing quickly
+        plugins["printbridge"].update(snapshot_interval_s=1, status_interval_printing_s=2)
         # `_config_version` set: OctoPrint would otherwise "migrate" the old `webcam` settings over it
         plugins["classicwebcam"] = {"snapshot": webcam.url, "_config_version": 1}
         octoprint = OctoPrint(workdir / "octoprint", plugins)
@@ -249,6 +250,16 @@ def test_plugin_connects_with_what_agent_config_gave(rig: Rig) -> None:
     rig.octoprint.connect_printer()
     body = rig.rest_state("Operational")
     assert body["status"]["state"]["flags"]["ready"] is True and body["current_print"] is None
+    state = rig.octoprint.ok("GET", "/api/plugin/printbridge").json()
+    broker = f"mqtt://{rig.broker.host}:{rig.broker.port}"
+    assert state == {
+        "configured": True,
+        "broker": broker,
+        "printer_id": rig.pid,
+        "connected": True,
+        "error": None,
+        "should_watch": False,  # printbridge's remote_status: no print to watch
+    }
 
 
 def test_a_print_shows_in_rest_and_home_assistant(rig: Rig) -> None:
@@ -283,6 +294,12 @@ def test_a_print_shows_in_rest_and_home_assistant(rig: Rig) -> None:
         return resp.content if resp.status_code == 200 else None
 
     assert wait_until(pic, 10, "the webcam snapshot in printbridge") == SNAPSHOT
+    # printbridge's failure detection watches this print, and told the plugin so (remote_status)
+    wait_until(
+        lambda: rig.octoprint.ok("GET", "/api/plugin/printbridge").json()["should_watch"] is True,
+        10,
+        "the plugin to know that printbridge watches the print",
+    )
     assert rig.get_printer()["pic"] == {"img_url": f"/api/v1/printers/{rig.pid}/pic"}
 
 
@@ -396,10 +413,20 @@ def test_broker_restart_plugin_back_with_current_status(rig: Rig) -> None:
 
 def test_wrong_password_is_logged_clearly_and_retried_with_backoff(rig: Rig) -> None:
     rig.idle()
-    good = rig.config["broker"]["password"]
+    good = rig.config["broker"]
+    # a setting that cannot work: said in the plugin's state (and log), nothing connects
+    rig.octoprint.save_plugin_settings("printbridge", {"broker_url": "http://printbridge.lan"})
+    state = wait_until(
+        lambda: (s := rig.octoprint.ok("GET", "/api/plugin/printbridge").json())["configured"] is False and s,
+        10,
+        "the plugin to refuse the broker URL",
+    )
+    assert state == {"configured": False, "connected": False, "error": state["error"]}
+    assert state["error"].startswith("broker_url: expected mqtt://")
+
     log_start = len(rig.octoprint.octoprint_log())
-    rig.octoprint.save_plugin_settings("printbridge", {"password": "not-the-token"})
-    # a clean reconnection: `offline` first, so printbridge shows the printer offline
+    rig.octoprint.save_plugin_settings("printbridge", {"broker_url": good["url"], "password": "not-the-token"})
+    # reconfigured: `offline` first, so printbridge shows the printer offline
     wait_until(lambda: rig.get_printer()["status"] is None, 10, "printbridge to show the printer offline")
     refusal = re.compile(
         r"^(\S+ \S+) - octoprint\.plugins\.printbridge\.mqtt - ERROR - .*refused printer-\d+: .*password"
@@ -414,11 +441,13 @@ def test_wrong_password_is_logged_clearly_and_retried_with_backoff(rig: Rig) -> 
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert gaps[-1] > gaps[0], gaps  # backing off
     assert "Check printer_id and password" in rig.octoprint.octoprint_log()[log_start:]
+    state = rig.octoprint.ok("GET", "/api/plugin/printbridge").json()
+    assert state["connected"] is False and "Check printer_id and password" in state["error"]
     # OctoPrint itself is unaffected
     assert rig.octoprint.api("GET", "/api/version").status_code == 200
     assert rig.octoprint.state() == "Operational"
 
-    rig.octoprint.save_plugin_settings("printbridge", {"password": good})
+    rig.octoprint.save_plugin_settings("printbridge", {"password": good["password"]})
     rig.rest_state("Operational", timeout=15)
 
 

@@ -87,6 +87,16 @@ class Agent:
             thread.join(timeout=5)
         self.link.stop()
 
+    def describe(self) -> dict[str, Any]:
+        """The connection as the plugin's API shows it."""
+        return {
+            "broker": self.settings.broker,
+            "printer_id": self.settings.printer_id,
+            "connected": self.link.connected.is_set(),
+            "error": self.link.last_error,
+            "should_watch": self.should_watch,
+        }
+
     # -- from OctoPrint (its event thread: never blocks, no I/O) ------------------------------------------
     def on_event(self, event: str, payload: Mapping[str, Any] | None) -> None:
         if event in FORWARDED_EVENTS or event in STATE_EVENTS:

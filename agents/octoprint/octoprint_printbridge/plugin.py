@@ -29,6 +29,7 @@ class PrintBridgePlugin(
     octoprint.plugin.EventHandlerPlugin,
     octoprint.plugin.SettingsPlugin,
     octoprint.plugin.TemplatePlugin,
+    octoprint.plugin.SimpleApiPlugin,
 ):
     def __init__(self) -> None:
         super().__init__()
@@ -37,6 +38,7 @@ class PrintBridgePlugin(
         self._tracker = PrintTracker()
         self._pause_sequence = PauseSequence()
         self._watch = StateWatch()
+        self._settings_error: str | None = None
 
     # -- settings -----------------------------------------------------------------------------------
     def get_settings_defaults(self) -> dict[str, Any]:
@@ -77,10 +79,21 @@ class PrintBridgePlugin(
             try:
                 settings = parse_settings(values)
             except SettingsError as exc:
+                self._settings_error = str(exc)
                 self._logger.warning("not connecting to printbridge: %s", exc)
                 return
+            self._settings_error = None
             self._agent = Agent(settings, self, self, self._watch, self._tracker, __version__)
             self._agent.start()
+
+    # -- GET /api/plugin/printbridge: the connection's state, for people and scripts ---------------------
+    def on_api_get(self, request: Any) -> Any:
+        import flask
+
+        agent = self._agent
+        if agent is None:
+            return flask.jsonify({"configured": False, "connected": False, "error": self._settings_error})
+        return flask.jsonify({"configured": True, **agent.describe()})
 
     # -- OctoPrint's events (its event thread: hand over, never block) --------------------------------
     def on_event(self, event: str, payload: Mapping[str, Any] | None) -> None:
