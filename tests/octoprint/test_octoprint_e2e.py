@@ -411,6 +411,25 @@ def test_broker_restart_plugin_back_with_current_status(rig: Rig) -> None:
     rig.idle()
 
 
+def test_printbridge_restarted_mid_print_the_plugin_carries_on(rig: Rig) -> None:
+    rig.idle()
+    body, _ = rig.start_print("bridge-restart.gcode", LONG_PRINT_LINES)
+    print_id = body["current_print"]["id"]
+    rig.serve.terminate()
+    assert rig.serve.process is not None and rig.serve.process.wait(20) == 0
+    rig.serve.start()
+    body = rig.rest_state("Printing", timeout=15)
+    assert body["current_print"]["id"] == print_id
+    result = rig.action("pause_print")
+    assert (result["succeeded"], result["error"]) == (True, None)
+    rig.octoprint_state("Paused")
+    mark = rig.recorder.mark()
+    assert rig.action("cancel_print")["succeeded"] is True
+    ended = rig.recorder.wait(rig.topics.event(rig.pid), lambda s: s.json()["event_type"] == "ENDED", mark).json()
+    assert ended["print"]["id"] == print_id and ended["print"]["cancelled_at"] is not None
+    rig.idle()
+
+
 def test_wrong_password_is_logged_clearly_and_retried_with_backoff(rig: Rig) -> None:
     rig.idle()
     good = rig.config["broker"]
