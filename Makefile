@@ -61,20 +61,22 @@ bench: install install-mosquitto install-wrk
 	PATH="$$PATH:/usr/sbin" $(BIN)/python -m bench.run_all
 
 # -- OctoPrint and the OctoPrint plugin (agents/octoprint), for tests/octoprint -------------------------------
-# A venv of its own: OctoPrint's dependencies never meet printbridge's. Built once; rebuilt when the plugin's
-# pyproject changes. OctoPrint's netifaces builds from source: it needs a C compiler and Python's headers.
+# A venv of its own: OctoPrint's dependencies never meet printbridge's. OctoPrint is installed once; the plugin
+# is installed as users install it (not editable), again whenever one of its files changes. OctoPrint's
+# netifaces builds from source: it needs a C compiler and Python's headers.
 OCTOPRINT_VERSION := 1.11.8
 OCTOPRINT_VENV := .venv-octoprint
 OCTOPRINT_STAMP := $(OCTOPRINT_VENV)/.installed-$(OCTOPRINT_VERSION)
+OCTOPRINT_PLUGIN_FILES := $(shell find agents/octoprint -name __pycache__ -prune -o -name '*.egg-info' -prune -o -name build -prune -o -type f -print)
 
-$(OCTOPRINT_STAMP): agents/octoprint/pyproject.toml
+$(OCTOPRINT_STAMP): $(OCTOPRINT_PLUGIN_FILES)
 	@if ! command -v gcc >/dev/null 2>&1 || [ ! -e "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then \
 		echo "installing gcc and Python headers with apt (OctoPrint builds netifaces)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc python3-dev >/dev/null; \
 	fi
-	$(PYTHON) -m venv $(OCTOPRINT_VENV)
-	$(OCTOPRINT_VENV)/bin/pip install -q --upgrade pip
-	$(OCTOPRINT_VENV)/bin/pip install -q octoprint==$(OCTOPRINT_VERSION) -e agents/octoprint
+	@[ -x $(OCTOPRINT_VENV)/bin/python ] || { $(PYTHON) -m venv $(OCTOPRINT_VENV) && $(OCTOPRINT_VENV)/bin/pip install -q --upgrade pip; }
+	$(OCTOPRINT_VENV)/bin/pip install -q octoprint==$(OCTOPRINT_VERSION) ./agents/octoprint
+	$(OCTOPRINT_VENV)/bin/pip install -q --force-reinstall --no-deps ./agents/octoprint
 	touch $@
 
 octoprint-venv: $(OCTOPRINT_STAMP)

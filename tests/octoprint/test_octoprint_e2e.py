@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import paho.mqtt.client as paho
 import pytest
 import yaml
+from octoprint_printbridge.settings import DEFAULTS
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bridge.mqtt.topics import Topics
@@ -262,6 +264,25 @@ def test_plugin_connects_with_what_agent_config_gave(rig: Rig) -> None:
     }
 
 
+def test_settings_page_shows_the_plugins_settings(rig: Rig) -> None:
+    with httpx.Client(base_url=rig.octoprint.url, timeout=20) as browser:
+        browser.get("/")  # the login page sets OctoPrint's CSRF cookie, which the login must echo
+        csrf = next(value for name, value in browser.cookies.items() if name.startswith("csrf_token"))
+        login = browser.post(
+            "/api/login", json={"user": "admin", "pass": "admin", "remember": False}, headers={"X-CSRF-Token": csrf}
+        )
+        assert login.status_code == 200, login.text
+        page = browser.get("/")
+        assert page.status_code == 200
+    html = page.text
+    assert 'id="settings_plugin_printbridge"' in html
+    for name in DEFAULTS:
+        if name != "username":  # the broker account is printer-{id}: nothing to fill in
+            assert f"settings.plugins.printbridge.{name}" in html, name
+    settings = rig.octoprint.ok("GET", "/api/settings").json()["plugins"]["printbridge"]
+    assert settings["broker_url"] == rig.config["broker"]["url"] and settings["printer_id"] == rig.pid
+
+
 def test_a_print_shows_in_rest_and_home_assistant(rig: Rig) -> None:
     mark = rig.recorder.mark()
     body, latency = rig.start_print("long.gcode", LONG_PRINT_LINES)
@@ -283,10 +304,10 @@ def test_a_print_shows_in_rest_and_home_assistant(rig: Rig) -> None:
     # Home Assistant's state topic follows
     state = rig.recorder.wait(
         rig.topics.state(rig.pid),
-        lambda s: s.json().get("state_text") == "Printing" and s.json().get("file") == "long.gcode",
+        lambda s: s.json().get("state_text") == "Printing" and s.json().get("current_print_id") is not None,
         mark,
     ).json()
-    assert state["online"] is True and state["printing"] is True and state["current_print_id"] is not None
+    assert state["online"] is True and state["printing"] is True and state["file"] == "long.gcode"
 
     # the webcam's snapshot, published while printing, is the printer's picture
     def pic() -> bytes | None:

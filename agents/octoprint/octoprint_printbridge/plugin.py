@@ -4,6 +4,7 @@ calls the agent makes. Everything else lives in modules that do not import OctoP
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +47,10 @@ class PrintBridgePlugin(
 
     def get_settings_restricted_paths(self) -> dict[str, Any]:
         return {"admin": [["password"]]}
+
+    def get_template_folder(self) -> str:
+        # OctoPrint's default is relative to the loaded module's location, which is plugin.py itself here
+        return os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
     def is_template_autoescaped(self) -> bool:
         return True
