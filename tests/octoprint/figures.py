@@ -23,4 +23,8 @@ def summary_lines() -> list[str]:
             f"{name}: n={len(ms)} p50={statistics.median(ms):.1f} ms p95={_quantile(ms, 0.95):.1f} ms "
             f"max={max(ms):.1f} ms"
         )
+    plugin, baseline = FIGURES.get("pause_round_trip_s"), FIGURES.get("baseline_simulator_pause_round_trip_s")
+    if plugin and baseline:
+        ratio = statistics.median(plugin) / statistics.median(baseline)
+        lines.append(f"pause round trip p50, OctoPrint plugin / simulated agent: {ratio:.2f}x")
     return lines

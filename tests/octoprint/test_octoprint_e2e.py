@@ -27,7 +27,7 @@ from octoprint_printbridge.settings import DEFAULTS
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bridge.mqtt.topics import Topics
-from bridge.simulator import build_grey_jpeg, set_nodelay
+from bridge.simulator import Simulator, SimulatorConfig, SimulatorError, build_grey_jpeg, set_nodelay
 from tests.octoprint.figures import FIGURES
 from tests.reliability.serve import Served
 from tests.support.broker import Broker, connected_probe, free_port, start_broker
@@ -489,6 +489,51 @@ def test_wrong_password_is_logged_clearly_and_retried_with_backoff(rig: Rig) -> 
 
     rig.octoprint.save_plugin_settings("printbridge", {"password": good["password"]})
     rig.rest_state("Operational", timeout=15)
+
+
+def test_baseline_pause_round_trip_with_the_simulated_agent(rig: Rig) -> None:
+    """The same REST pause/resume round trips with `printbridge simulate`'s agent on the same broker and bridge:
+    the baseline the plugin's figures are read against (nothing asserted on speed)."""
+    resp = rig.serve.request("POST", "/api/v1/printers/", json={"name": "Simulated baseline"})
+    assert resp.status_code == 201, resp.text
+    printer = resp.json()
+    config = SimulatorConfig(
+        printer_id=printer["id"],
+        password=printer["auth_token"],
+        host=rig.broker.host,
+        port=rig.broker.port,
+        base_topic=rig.serve.base_topic,
+        status_interval_s=0.5,
+        loop_prints=False,
+    )
+    sim: Simulator = wait_until(lambda: _started(config), 15, "the simulator to be let in by the broker", poll_s=0.2)
+    try:
+        path = f"/api/v1/printers/{printer['id']}"
+        wait_until(
+            lambda: rig.serve.request("GET", f"{path}/").json()["current_print"] is not None,
+            10,
+            "the simulated print in printbridge",
+        )
+        pause_s = []
+        for _ in range(PAUSE_ROUNDS):
+            t0 = time.perf_counter()
+            assert rig.serve.request("POST", f"{path}/pause_print").json()["succeeded"] is True
+            pause_s.append(time.perf_counter() - t0)
+            assert rig.serve.request("POST", f"{path}/resume_print").json()["succeeded"] is True
+        FIGURES["baseline_simulator_pause_round_trip_s"] = pause_s
+    finally:
+        sim.stop()
+
+
+def _started(config: SimulatorConfig) -> Simulator | None:
+    """A started simulator, or None while the broker refuses it (printbridge makes its account just after the
+    printer)."""
+    sim = Simulator(config)
+    try:
+        sim.start()
+    except SimulatorError:
+        return None
+    return sim
 
 
 def test_octoprint_stopped_shows_offline(rig: Rig) -> None:
