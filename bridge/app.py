@@ -1,8 +1,8 @@
 """Composition root: `create_app(settings)` wires the bridge's components and the HTTP side.
 
 The running bridge (`bridge.core.Bridge`) starts and stops with the app's lifespan; handlers receive
-narrow services by dependency injection: the printer service, the actions, the read model, a health
-check, and the authenticated caller's id.
+narrow services by dependency injection, bound to the authenticated caller (`bridge.http.services`): the
+printer service with the read model, the actions, and a health check.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bridge.core import Bridge
 from bridge.domain.agent_config import AgentConfig, build_agent_config
 from bridge.domain.models import PrinterRecord
 from bridge.http.auth import user_id_provider
-from bridge.http.deps import HotReads
+from bridge.http.deps import HotReads, UserId
 from bridge.http.errors import EXCEPTION_HANDLERS
 from bridge.http.fastpath import ReadFastPath
 from bridge.http.health import health
@@ -32,6 +32,7 @@ from bridge.http.openapi import document_error_responses
 from bridge.http.printers import PrinterController
 from bridge.http.readmodel import ReadModel
 from bridge.http.schemas import Health
+from bridge.http.services import CallerActions, CallerPrinters
 from bridge.mqtt.dynsec import printer_username
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -55,7 +56,6 @@ def _value(value: Any) -> Provide:
 def create_litestar_app(settings: Settings, clock: Callable[[], float] = time.time) -> Litestar:
     bridge = Bridge(settings, clock)
     views = ReadModel(bridge.store.printers)
-    hot = HotReads(bridge.store.users, bridge.printers, views)
 
     def agent_configs(rec: PrinterRecord) -> AgentConfig:
         return build_agent_config(
@@ -64,6 +64,15 @@ def create_litestar_app(settings: Settings, clock: Callable[[], float] = time.ti
             broker_url=settings.agent_mqtt_url,
             base_topic=settings.base_topic,
         )
+
+    hot = HotReads(bridge.store.users, bridge.printers, views, agent_configs)
+
+    # Each after user_id, never independent dependencies side by side: see bridge.http.services.
+    def provide_printers(user_id: UserId) -> CallerPrinters:
+        return CallerPrinters(user_id, bridge.printers, views, agent_configs)
+
+    def provide_acting(user_id: UserId) -> CallerActions:
+        return CallerActions(provide_printers(user_id), bridge.actions)
 
     def check_health() -> Health:
         return Health(
@@ -82,12 +91,10 @@ def create_litestar_app(settings: Settings, clock: Callable[[], float] = time.ti
     app = Litestar(
         route_handlers=[PrinterController, health],
         dependencies={
-            "printers": _value(bridge.printers),
-            "actions": _value(bridge.actions),
-            "views": _value(views),
-            "check_health": _value(check_health),
-            "agent_configs": _value(agent_configs),
             "user_id": Provide(user_id_provider(bridge.store.users)),
+            "printers": Provide(provide_printers, sync_to_thread=False),
+            "acting": Provide(provide_acting, sync_to_thread=False),
+            "check_health": _value(check_health),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -1,6 +1,6 @@
-"""The services handlers receive by dependency injection, by parameter name (provided in `bridge.app`):
-`printers` (the printer service), `actions`, `views` (the read model), `check_health`, `agent_configs`
-(what a printer's agent needs), and `user_id` (the authenticated caller)."""
+"""What handlers receive by dependency injection, by parameter name (provided in `bridge.app`): `printers`
+or `acting` (`bridge.http.services`, bound to the authenticated caller, whose id is `user_id`), and
+`check_health`."""
 
 from __future__ import annotations
 
@@ -9,26 +9,26 @@ from dataclasses import dataclass
 
 from litestar.di import NamedDependency
 
-from bridge.actions import Actions
 from bridge.domain.agent_config import AgentConfig
 from bridge.domain.models import PrinterRecord
 from bridge.http.readmodel import ReadModel
 from bridge.http.schemas import Health
+from bridge.http.services import CallerActions, CallerPrinters
 from bridge.printer_service import PrinterService
 from bridge.state.users import Users
 
-PrintersDep = NamedDependency[PrinterService]
-ActionsDep = NamedDependency[Actions]
-ViewsDep = NamedDependency[ReadModel]
+PrintersDep = NamedDependency[CallerPrinters]
+ActingDep = NamedDependency[CallerActions]
 HealthDep = NamedDependency[Callable[[], Health]]
-AgentConfigsDep = NamedDependency[Callable[[PrinterRecord], AgentConfig]]
 UserId = NamedDependency[int]
 
 
 @dataclass(frozen=True, slots=True)
 class HotReads:
-    """What the two hottest reads need (the fast path, and the Litestar handlers behind it)."""
+    """What the two hottest reads need (the fast path, and the Litestar handlers behind it), which take no
+    dependencies: the injection was most of their cost (bench/RESULTS.md)."""
 
     users: Users
     printers: PrinterService
     views: ReadModel
+    agent_configs: Callable[[PrinterRecord], AgentConfig]
