@@ -72,6 +72,7 @@ class Detector:
         sensitivity = rec.detective_sensitivity
         rec.normalized_p = d.normalized_p(state, sensitivity)
         now = self.clock()
+        self.store.add_score(current.id, now, rec.normalized_p)
         decision = d.decide(
             now,
             d.AlertState(

@@ -98,7 +98,13 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.table("meta").create({"key": str, "value": str}, pk="key")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """Each print's failure-score history: one point per detection frame counted (the dashboard's chart)."""
+    db.table("print_scores").create({"print_id": int, "t": float, "p": float})
+    db.table("print_scores").create_index(["print_id", "t"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 def current_version(db: sqlite_utils.Database) -> int:

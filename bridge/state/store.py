@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import sqlite_utils
@@ -72,6 +72,14 @@ _PRINT_UPDATE_SQL = "UPDATE prints SET {} WHERE id = ?".format(
 )
 
 
+_COMMAND_COLUMNS = "cmd_id, cmd, args, initiator, print_id, sent_at, outcome, error, latency_ms"
+
+
+def _command_fields(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A `commands` row (selected as _COMMAND_COLUMNS) as the fields of a CommandRow."""
+    return (r[0], r[1], msgspec.Raw(r[2].encode()), r[3], r[4], to_iso(r[5]) or "", r[6], r[7], r[8])
+
+
 class ExternalChanges(NamedTuple):
     added: list[PrinterRecord]
     changed: list[PrinterRecord]
@@ -88,6 +96,25 @@ class CommandRow(msgspec.Struct, omit_defaults=False):
     outcome: str | None
     error: str | None
     latency_ms: float | None
+
+
+class CommandEvent(CommandRow):
+    """A command history row as the event stream sends it: which printer it belongs to as well."""
+
+    printer_id: int
+
+
+class ChangeListener(Protocol):
+    """Told synchronously of every change the store records (the event stream's hub, `bridge.live`).
+    Implementations must be cheap: they run inside ingest."""
+
+    def printer_changed(self, rec: PrinterRecord) -> None: ...
+
+    def printer_removed(self, rec: PrinterRecord) -> None: ...
+
+    def snapshot_stored(self, rec: PrinterRecord) -> None: ...
+
+    def command_answered(self, printer_id: int, cmd_id: str) -> None: ...
 
 
 class Store:
@@ -116,7 +143,10 @@ class Store:
         # the MQTT round trip (bench/actions.py). cmd_id -> INSERT parameters; outcomes of written rows.
         self._pending_commands: dict[str, list[Any]] = {}
         self._pending_outcomes: list[tuple[str, str | None, float | None, str]] = []
+        # Failure-score points of prints, (print_id, t, p): written by `flush()` too.
+        self._pending_scores: list[tuple[int, float, float]] = []
         self.last_write_error: str | None = None
+        self.listener: ChangeListener | None = None
 
     def close(self) -> None:
         try:
@@ -305,6 +335,11 @@ class Store:
         for rec in removed:
             self._encoded.pop(rec.id, None)
             self._dirty.discard(rec.id)
+        if self.listener is not None:
+            for rec in added:
+                self.listener.printer_changed(rec)
+            for rec in removed:
+                self.listener.printer_removed(rec)
         return ExternalChanges(added, changed, removed)
 
     # -- printers: reading -----------------------------------------------------------------------------
@@ -386,6 +421,8 @@ class Store:
         self._lists.clear()
         if persist:
             self._dirty.add(rec.id)
+        if self.listener is not None:
+            self.listener.printer_changed(rec)
 
     def create_printer(self, owner_id: int, name: str, fields: dict[str, Any] | None = None) -> PrinterRecord:
         values = {**PRINTER_DEFAULTS, **(fields or {})}
@@ -406,6 +443,8 @@ class Store:
         self.printers[rec.id] = rec
         self._lists.clear()
         self._data_version = self._read_data_version()
+        if self.listener is not None:
+            self.listener.printer_changed(rec)
         return rec
 
     def update_printer(self, rec: PrinterRecord, changes: dict[str, Any]) -> None:
@@ -436,6 +475,8 @@ class Store:
         self._lists.clear()
         self._dirty.discard(rec.id)
         self._pending_snapshots.pop(rec.id, None)
+        if self.listener is not None:
+            self.listener.printer_removed(rec)
 
     def broker_token(self, printer_id: int) -> str | None:
         row = self.conn.execute("SELECT broker_token FROM printers WHERE id = ?", (printer_id,)).fetchone()
@@ -464,6 +505,7 @@ class Store:
         if not self.pending_writes:
             return 0
         commands, outcomes = list(self._pending_commands.values()), self._pending_outcomes
+        scores = self._pending_scores
         dirty = [self.printers[i] for i in self._dirty if i in self.printers]
         snapshots = self._pending_snapshots
         with self.transaction() as conn:
@@ -493,16 +535,22 @@ class Store:
             )
             conn.executemany(_INSERT_COMMAND_SQL, commands)
             conn.executemany("UPDATE commands SET outcome = ?, error = ?, latency_ms = ? WHERE cmd_id = ?", outcomes)
+            conn.executemany("INSERT INTO print_scores (print_id, t, p) VALUES (?, ?, ?)", scores)
         self._dirty.clear()
+        self._pending_scores = []
         self._pending_snapshots = {}
         self._pending_commands = {}
         self._pending_outcomes = []
-        return len(dirty) + len(snapshots) + len(commands) + len(outcomes)
+        return len(dirty) + len(snapshots) + len(commands) + len(outcomes) + len(scores)
 
     @property
     def pending_writes(self) -> int:
         return (
-            len(self._dirty) + len(self._pending_snapshots) + len(self._pending_commands) + len(self._pending_outcomes)
+            len(self._dirty)
+            + len(self._pending_snapshots)
+            + len(self._pending_commands)
+            + len(self._pending_outcomes)
+            + len(self._pending_scores)
         )
 
     # -- snapshots ----------------------------------------------------------------------------------------
@@ -512,6 +560,8 @@ class Store:
         if not rec.has_pic:
             rec.has_pic = True
             self.touch(rec, persist=False)
+        if self.listener is not None:
+            self.listener.snapshot_stored(rec)
 
     def snapshot(self, printer_id: int) -> bytes | None:
         pending = self._pending_snapshots.get(printer_id)
@@ -591,15 +641,21 @@ class Store:
         except StoreError:
             self._pending_commands[cmd_id] = row
             raise
+        if outcome is not None and self.listener is not None:
+            self.listener.command_answered(printer_id, cmd_id)
 
-    def finish_command(self, cmd_id: str, outcome: str, error: str | None, latency_ms: float | None) -> None:
+    def finish_command(
+        self, cmd_id: str, outcome: str, error: str | None, latency_ms: float | None, printer_id: int | None = None
+    ) -> None:
         """Record a command's outcome; written by the next `flush()` (coalesced: ~2,000 actions/s would
-        otherwise cost a second transaction each)."""
+        otherwise cost a second transaction each). `printer_id` lets the change listener hear of it."""
         row = self._pending_commands.get(cmd_id)
         if row is not None:
             row[7:10] = [outcome, error, latency_ms]
         else:
             self._pending_outcomes.append((outcome, error, latency_ms, cmd_id))
+        if self.listener is not None and printer_id is not None:
+            self.listener.command_answered(printer_id, cmd_id)
 
     def fail_unfinished_commands(self, error: str) -> int:
         """Commands left without an outcome by a crash: they were never answered in time."""
@@ -611,14 +667,32 @@ class Store:
     def commands(self, printer_id: int, limit: int) -> list[CommandRow]:
         self.flush()
         rows = self.conn.execute(
-            "SELECT cmd_id, cmd, args, initiator, print_id, sent_at, outcome, error, latency_ms FROM commands "
-            "WHERE printer_id = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE printer_id = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
             (printer_id, limit),
         )
-        return [
-            CommandRow(r[0], r[1], msgspec.Raw(r[2].encode()), r[3], r[4], to_iso(r[5]) or "", r[6], r[7], r[8])
-            for r in rows
-        ]
+        return [CommandRow(*_command_fields(r)) for r in rows]
+
+    def command_event(self, cmd_id: str) -> bytes | None:
+        """One command's history row with its `printer_id`, as JSON (the event stream's `command`)."""
+        self.flush()
+        r = self.conn.execute(f"SELECT {_COMMAND_COLUMNS}, printer_id FROM commands WHERE cmd_id = ?", (cmd_id,))
+        row = r.fetchone()
+        if row is None:
+            return None
+        fields = dict(zip(CommandRow.__struct_fields__, _command_fields(row), strict=True))
+        return msgspec.json.encode(CommandEvent(**fields, printer_id=row[-1]))
+
+    # -- failure scores ------------------------------------------------------------------------------------
+
+    def add_score(self, print_id: int, t: float, p: float) -> None:
+        """One point of a print's failure-score history; written by the next `flush()`."""
+        self._pending_scores.append((print_id, t, p))
+
+    def scores(self, print_id: int) -> list[tuple[float, float]]:
+        """Every (time, normalized_p) point of a print, oldest first."""
+        self.flush()
+        rows = self.conn.execute("SELECT t, p FROM print_scores WHERE print_id = ? ORDER BY t, rowid", (print_id,))
+        return [(float(t), float(p)) for t, p in rows]
 
     # -- facts about the bridge ---------------------------------------------------------------------------
 
