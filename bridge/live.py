@@ -89,7 +89,6 @@ class Subscription:
         self.closed: str | None = None  # why the bridge gave up on this client
         self.gone = False  # the client disconnected
         self.writing_since: float | None = None  # monotonic time the pending write started, while it waits
-        self.event_id = 0
 
     # -- called by the hub (synchronously, from wherever the change happened) ---------------------------
 
@@ -116,8 +115,7 @@ class Subscription:
     # -- called by the client's writer ---------------------------------------------------------------
 
     def _next_id(self) -> int:
-        self.event_id += 1
-        return self.event_id
+        return self.hub.next_id()
 
     def first_event(self) -> bytes:
         """The caller's printers, as the list endpoint returns them."""
@@ -174,7 +172,7 @@ class Subscription:
             self.known.discard(printer_id)
             return sse_event("deleted", _encoder.encode(IdOnly(printer_id)), self._next_id())
         self.known.add(printer_id)
-        return sse_event("printer", store.printer_json(rec), self._next_id())
+        return self.hub.printer_event(rec)
 
     def error_event(self) -> bytes:
         return sse_event("error", _encoder.encode(StreamError(self.closed or "closed")), self._next_id())
@@ -187,7 +185,21 @@ class LiveHub:
         self.store = store
         self.timing = timing or StreamTiming()
         self._by_owner: dict[int, set[Subscription]] = {}
+        # printer id -> its `printer` event as last rendered, shared by every client until the printer
+        # changes: a change is encoded once however many clients watch it (bench/stream.py).
+        self._rendered: dict[int, bytes] = {}
+        self._event_id = 0  # event ids are unique across the hub; a reconnect gets a fresh list anyway
         self.cut_off = 0  # clients disconnected for being too slow (for tests and logs)
+
+    def next_id(self) -> int:
+        self._event_id += 1
+        return self._event_id
+
+    def printer_event(self, rec: PrinterRecord) -> bytes:
+        event = self._rendered.get(rec.id)
+        if event is None:
+            event = self._rendered[rec.id] = sse_event("printer", self.store.printer_json(rec), self.next_id())
+        return event
 
     @property
     def clients(self) -> int:
@@ -204,6 +216,8 @@ class LiveHub:
             subs.discard(sub)
             if not subs:
                 del self._by_owner[sub.owner_id]
+                if not self._by_owner:
+                    self._rendered.clear()
 
     def close_all(self, reason: str) -> None:
         for subs in list(self._by_owner.values()):
@@ -213,6 +227,8 @@ class LiveHub:
     # -- the store's change listener --------------------------------------------------------------------
 
     def printer_changed(self, rec: PrinterRecord) -> None:
+        if self._rendered:
+            self._rendered.pop(rec.id, None)
         subs = self._by_owner.get(rec.owner_id)
         if subs:
             for sub in subs:
