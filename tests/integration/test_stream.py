@@ -335,3 +335,35 @@ def _rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+async def test_the_openapi_document_describes_the_stream_and_the_dashboard_is_served(
+    broker: Broker, tmp_path: Path
+) -> None:
+    async with served_bridge(broker, tmp_path / "db.sqlite") as s:
+        doc = (await s.http.get("/schema/openapi.json")).json()
+        op = doc["paths"]["/api/v1/printers/stream"]["get"]
+        assert "text/event-stream" in op["responses"]["200"]["content"]
+        for name in ("`printers`", "`printer`", "`deleted`", "`command`", "`snapshot`", "`error`", "Last-Event-ID"):
+            assert name in op["description"]
+        assert op["responses"]["401"]["description"] == "Missing or invalid credentials"
+        assert "/" not in doc["paths"] and not any(p.startswith("/static") for p in doc["paths"])
+
+        page = await s.http.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        for asset, kind in (("/static/app.js", "javascript"), ("/static/app.css", "text/css")):
+            resp = await s.http.get(asset)
+            assert resp.status_code == 200 and kind in resp.headers["content-type"], asset
+        assert (await s.http.get("/static/../app.py")).status_code == 404
+
+
+async def test_the_score_history_is_the_owners_alone(broker: Broker, tmp_path: Path) -> None:
+    async with served_bridge(broker, tmp_path / "db.sqlite") as s:
+        _, bob_token = s.bridge.store.add_user("bob")
+        a = await s.create_printer("A")
+        resp = await s.http.get(f"/api/v1/printers/{a['id']}/scores/", headers=s.auth())
+        assert resp.json() == {"print_id": None, "points": []}
+        resp = await s.http.get(f"/api/v1/printers/{a['id']}/scores/", headers=s.auth(bob_token))
+        assert (resp.status_code, resp.json()) == (404, {"detail": "Not found."})
+        assert (await s.http.get(f"/api/v1/printers/{a['id']}/scores/")).status_code == 401
