@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         [[connected, rate, f"{current}/{args.printers}", len(samples), missing, p50, p99, max(samples or [0])]],
     )
     ok = p99 <= TARGET_MS and current == args.printers and missing == 0 and connected == args.clients
-    return 0 if result("stream", p99 / TARGET_MS, "<=1.0(p99<=50ms, all applied, none missing)", ok) else 1
+    return 0 if result("stream", p99 / TARGET_MS, "<=1.0(p99<=50ms,all_applied,none_missing)", ok) else 1
 
 
 if __name__ == "__main__":
