@@ -86,7 +86,8 @@ class Subscription:
         # printer id -> monotonic time of its last event, oldest first (entries expire after min_interval_s)
         self.last_sent: collections.OrderedDict[int, float] = collections.OrderedDict()
         self.wake = asyncio.Event()
-        self.closed: str | None = None  # why the bridge gave up on this client
+        self.closed: str | None = None  # why the bridge ends this stream
+        self.too_slow = False  # ... because the client could not keep up
         self.gone = False  # the client disconnected
         self.writing_since: float | None = None  # monotonic time the pending write started, while it waits
 
@@ -102,14 +103,15 @@ class Subscription:
 
     def add_command(self, cmd_id: str) -> None:
         if len(self.commands) >= COMMANDS_QUEUED_MAX:
-            self.close("client too slow: command queue full")
+            self.close("client too slow: command queue full", too_slow=True)
             return
         self.commands.append(cmd_id)
         self.wake.set()
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, *, too_slow: bool = False) -> None:
         if self.closed is None:
             self.closed = reason
+            self.too_slow = too_slow
         self.wake.set()
 
     # -- called by the client's writer ---------------------------------------------------------------

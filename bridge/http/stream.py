@@ -17,7 +17,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.response.base import ASGIResponse
-from litestar.types import HTTPResponseBodyEvent, Receive, Send
+from litestar.types import HTTPResponseBodyEvent, Receive, Scope, Send
 
 from bridge.http.auth import caller
 from bridge.live import HEARTBEAT, LiveHub, Subscription
@@ -64,6 +64,12 @@ class EventStreamASGI(ASGIResponse):
         self.hub = hub
         self.sub = sub
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.hub.unsubscribe(self.sub)  # also when the response could not even start
+
     async def send_body(self, send: Send, receive: Receive) -> None:
         sub = self.sub
         writer = asyncio.current_task()
@@ -81,8 +87,9 @@ class EventStreamASGI(ASGIResponse):
                 await guard
             self.hub.unsubscribe(sub)
         if sub.closed is not None and not sub.gone:
-            self.hub.cut_off += 1
-            log.warning("event stream of user %d closed: %s", sub.owner_id, sub.closed)
+            if sub.too_slow:
+                self.hub.cut_off += 1
+                log.warning("event stream of user %d closed: %s", sub.owner_id, sub.closed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(send(_body(sub.error_event(), more=False)), TELL_TIMEOUT_S)
         elif not sub.gone:
@@ -130,13 +137,18 @@ class EventStreamASGI(ASGIResponse):
         try:
             while True:
                 done, _ = await asyncio.wait({message}, timeout=min(1.0, stall_s / 4))
-                if done:
+                if done:  # the writer notices at its next wake-up; a pending write returns on a lost connection
                     sub.gone = True
-                    writer.cancel()
+                    sub.wake.set()
                     return
+                # The writer is cancelled only while it waits inside a write (`writing_since` is cleared as
+                # soon as the write returns), so the cancellation always lands in its `try`.
                 since = sub.writing_since
-                if sub.closed is not None or (since is not None and time.monotonic() - since > stall_s):
-                    sub.close(sub.closed or f"client too slow: nothing read for {stall_s:g} s; disconnected")
+                if since is None:
+                    continue
+                if sub.closed is None and time.monotonic() - since > stall_s:
+                    sub.close(f"client too slow: nothing read for {stall_s:g} s; disconnected", too_slow=True)
+                if sub.closed is not None:
                     writer.cancel()
                     return
         finally:

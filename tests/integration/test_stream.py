@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 
 from bridge.live import Subscription
+from tests.reliability.serve import Served as ServedProcess
 from tests.support.agent import TestAgent, agent_message
 from tests.support.broker import Broker, connected_probe
 from tests.support.env import wait_for
@@ -367,3 +370,31 @@ async def test_the_score_history_is_the_owners_alone(broker: Broker, tmp_path: P
         resp = await s.http.get(f"/api/v1/printers/{a['id']}/scores/", headers=s.auth(bob_token))
         assert (resp.status_code, resp.json()) == (404, {"detail": "Not found."})
         assert (await s.http.get(f"/api/v1/printers/{a['id']}/scores/")).status_code == 401
+
+
+async def test_stopping_serve_ends_open_streams_with_an_error_event(broker: Broker, tmp_path: Path) -> None:
+    """`printbridge serve` ends every open stream at SIGTERM (they never end by themselves) and exits cleanly."""
+    served = ServedProcess(broker, tmp_path, "pbstop")
+    served.start()
+    try:
+
+        def read_stream(ready: threading.Event) -> bytes:
+            body = b""
+            with httpx.stream("GET", f"{served.url}{STREAM}", headers=served.headers(), timeout=30) as resp:
+                assert resp.status_code == 200
+                for chunk in resp.iter_raw():
+                    body += chunk
+                    if b"event: printers" in body:
+                        ready.set()
+            return body
+
+        ready = threading.Event()
+        reading = asyncio.create_task(asyncio.to_thread(read_stream, ready))
+        assert await asyncio.to_thread(ready.wait, 15)
+        served.terminate()
+        body = await asyncio.wait_for(reading, 30)
+        assert body.endswith(b'event: error\ndata: {"detail":"bridge shutting down"}\n\n'), body[-200:]
+        assert served.process is not None
+        assert await asyncio.to_thread(served.process.wait, 30) == 0, served.stderr()
+    finally:
+        served.stop()
