@@ -132,13 +132,13 @@ def start_simulator(served: Served, printer: dict[str, Any], work: Path) -> subp
     url = f"mqtt://{served.broker.host}:{served.broker.port}"
     args = ["simulate", "--printer", str(printer["id"]), "--password", printer["auth_token"], "--mqtt-url", url]
     env = {**os.environ, "PRINTBRIDGE_BASE_TOPIC": served.base_topic, "PRINTBRIDGE_DB": str(work / "sim.db")}
-    log = (work / "simulate.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "bridge", *args, "--status-interval", "0.5", "--print-duration", "900"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with (work / "simulate.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bridge", *args, "--status-interval", "0.5", "--print-duration", "900"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_rest(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
@@ -159,7 +159,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     simulator: subprocess.Popen[bytes] | None = None
     driver: WebDriver | None = None
     try:
-        served.start()
+        served.start(timeout=60)
         # Detection only alerts here (no automatic pause), so that the pause test and the alert test stay apart.
         resp = served.request(
             "POST", "/api/v1/printers/", json={"name": "Prusa MK4 (simulated)", "action_on_failure": "NONE"}

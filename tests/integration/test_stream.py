@@ -252,7 +252,7 @@ async def test_a_reconnect_with_last_event_id_gets_a_fresh_list(broker: Broker, 
 
 
 async def test_a_stalled_client_is_cut_off_and_ingest_goes_on(broker: Broker, tmp_path: Path) -> None:
-    """A client that never reads while 1,000 status messages (about 8 KB each) flow: every message is
+    """A client that never reads while 1,000 status messages (about 16 KB each) flow: every message is
     applied, and the client is disconnected once a write has waited `stream_stall_s`."""
     async with served_bridge(
         broker, tmp_path / "db.sqlite", stream_min_interval_s=0.0, stream_stall_s=1.0, stream_heartbeat_s=60
@@ -266,7 +266,7 @@ async def test_a_stalled_client_is_cut_off_and_ingest_goes_on(broker: Broker, tm
         stalled.sendall(f"GET {STREAM} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s.token}\r\n\r\n".encode())
         await wait_for(lambda: s.hub.clients == 1, what="the stalled client's subscription")
         handled = s.bridge.ingest.handled
-        padding = "x" * 8000
+        padding = "x" * 16000
         base = time.time()
         messages = []
         for n in range(1000):
