@@ -166,12 +166,19 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         )
         assert resp.status_code == 201, resp.text
         printer = resp.json()
-        simulator = start_simulator(served, printer, work)
 
         def printing() -> bool:
             body = served.request("GET", f"/api/v1/printers/{printer['id']}/").json()
             return body["status"] is not None and body["status"]["state"]["text"] == "Printing"
 
+        # A bridge that has just started may make the printer's broker account a moment later (its first
+        # reconciliation): until then the broker refuses the simulator, which exits; start it again.
+        deadline = time.monotonic() + 60
+        while True:
+            simulator = start_simulator(served, printer, work)
+            wait_rest(lambda s=simulator: s.poll() is not None or printing(), "the simulator to print or stop")
+            if simulator.poll() is None or time.monotonic() > deadline:
+                break
         wait_rest(printing, "the simulated print in REST")
         bob_token = cli(served, "user", "add", "bob")["token"]
         resp = httpx.post(
