@@ -8,11 +8,16 @@ on the next connect: the store records which token each printer's account was la
 
 With a broker that has no dynamic-security plugin (or where the bridge is not its admin) the bridge
 works all the same and says once in the log that it cannot manage accounts.
+
+The command line makes its own changes on the broker before it returns (`AccountsNow`, one short
+connection as the same admin), so that the credentials it prints work at once; what it could not do is left
+to the running bridge, whose `reconcile()` finds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -21,9 +26,11 @@ from typing import Any
 
 import msgspec
 
+from bridge.config import MqttUrl
 from bridge.domain.models import PrinterRecord
 from bridge.mqtt import dynsec
 from bridge.mqtt.brokercheck import anonymous_can_publish
+from bridge.mqtt.dynsec_client import call_dynsec
 from bridge.mqtt.link import MqttLink, NotConnected
 from bridge.mqtt.topics import Topics
 from bridge.state.store import Store, StoreError
@@ -34,7 +41,16 @@ CALL_TIMEOUT_S = 5.0
 RETRY_START_S = 1.0
 RETRY_CAP_S = 60.0
 HA_ACCOUNT = "homeassistant"
-_ALREADY = ("already exists",)
+BRIDGE_ACCOUNT = "bridge"
+
+
+def broker_login(url: MqttUrl, store: Store) -> MqttUrl:
+    """The broker URL with the bridge's login: the one configured, else the account `broker-init` stored."""
+    if url.username is None:
+        stored = store.account(BRIDGE_ACCOUNT)
+        if stored is not None:
+            return dataclasses.replace(url, username=stored[0], password=stored[1])
+    return url
 
 
 class Accounts:
@@ -87,11 +103,9 @@ class Accounts:
             log.warning("broker account change (%s) not done: %s", what, exc or "no answer")
             self._behind = True
             return False
-        failed = [r for r in results if r.error and not any(a in r.error.lower() for a in _ALREADY)]
-        for r in failed:
-            if r.command in ("deleteClient", "deleteRole") and "not found" in (r.error or "").lower():
-                continue
-            log.warning("broker account change (%s): %s failed: %s", what, r.command, r.error)
+        failed = dynsec.failures(results)
+        if failed:
+            log.warning("broker account change (%s): %s failed: %s", what, failed[0].command, failed[0].error)
             self._behind = True
             return False
         return True
@@ -192,20 +206,7 @@ class Accounts:
             log.error("could not record the broker account of printer %d: %s", printer_id, exc)
 
     async def _provision(self, rec: PrinterRecord, *, exists: bool) -> None:
-        username = dynsec.printer_username(rec.id)
-        if exists:
-            commands = [
-                dynsec.build_set_password_command(username, rec.auth_token),
-                # disable + enable disconnects an agent still connected with the old password
-                dynsec.build_disable_client_command(username),
-                dynsec.build_enable_client_command(username),
-            ]
-        else:
-            # the set-password also covers an account left over from before ("already exists")
-            commands = [
-                *dynsec.build_create_printer_commands(rec.id, rec.auth_token, self.topics),
-                dynsec.build_set_password_command(username, rec.auth_token),
-            ]
+        commands = dynsec.build_printer_account_commands(rec.id, rec.auth_token, self.topics, exists=exists)
         if await self._apply(commands, f"printer {rec.id}"):
             self._set_synced(rec.id, rec.auth_token)
 
@@ -226,3 +227,54 @@ class Accounts:
             async with self._lock:
                 if await self._apply(dynsec.build_delete_printer_commands(rec.id), f"remove printer {rec.id}"):
                     self._set_synced(rec.id, None)
+
+
+class AccountsNow:
+    """The command line's account changes, made on the broker before the command returns.
+
+    Each method answers whether the broker took the change; when it did, the store records it (as the
+    bridge's `Accounts` does), so the running bridge has nothing left to do. When it did not (the broker is
+    away, has no dynamic-security plugin, or no admin login is known), nothing is recorded and the running
+    bridge's `reconcile()` makes the change when it sees the database move.
+    """
+
+    def __init__(self, url: MqttUrl, store: Store, topics: Topics) -> None:
+        self.url = broker_login(url, store)
+        self.store = store
+        self.topics = topics
+
+    def _apply(self, commands: list[dict[str, Any]]) -> bool:
+        if self.url.username is None:  # anonymous cannot administer the plugin
+            return False
+        results = call_dynsec(self.url, commands)
+        return results is not None and len(results) == len(commands) and not dynsec.failures(results)
+
+    def printer_created(self, rec: PrinterRecord) -> bool:
+        return self._printer_account(rec, exists=False)
+
+    def token_rotated(self, rec: PrinterRecord) -> bool:
+        return self._printer_account(rec, exists=True)
+
+    def _printer_account(self, rec: PrinterRecord, *, exists: bool) -> bool:
+        commands = dynsec.build_printer_account_commands(rec.id, rec.auth_token, self.topics, exists=exists)
+        if not self._apply(commands):
+            return False
+        self.store.set_broker_token(rec.id, rec.auth_token)
+        return True
+
+    def ha_account(self) -> bool:
+        """Make the Home Assistant account (if one was asked for) exist with its password."""
+        wanted = self.store.account(HA_ACCOUNT)
+        if wanted is None:
+            return False
+        if self.store.account(HA_ACCOUNT + ":synced") == wanted:
+            return True
+        username, password = wanted
+        commands = [
+            *dynsec.build_ha_account_commands(username, password, self.topics),
+            dynsec.build_set_password_command(username, password),  # an account left from before
+        ]
+        if not self._apply(commands):
+            return False
+        self.store.set_account(HA_ACCOUNT + ":synced", username, password)
+        return True

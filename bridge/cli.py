@@ -69,7 +69,20 @@ def _printer_doc(store: Any, rec: Any) -> dict[str, Any]:
     return msgspec.json.decode(store.printer_json(rec))
 
 
+def _accounts_now(settings: Settings, store: Any) -> Any:
+    """Account changes made on the broker before the command returns (when the broker answers)."""
+    from bridge.accounts import AccountsNow
+    from bridge.mqtt.topics import Topics
+
+    return AccountsNow(settings.mqtt_url, store, Topics(settings.base_topic, settings.ha_prefix))
+
+
+def _left_to_serve(what: str) -> None:
+    _err(f"the broker did not answer: a running `printbridge serve` {what} (otherwise its next start does)")
+
+
 def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.domain.agent_config import build_agent_config
     from bridge.http.validation import InvalidInput, parse_printer_body
     from bridge.mqtt.dynsec import printer_username
 
@@ -84,14 +97,16 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
         _err(str(exc))
         return 2
     rec = store.create_printer(owner, fields.pop("name"), fields)
+    on_broker = _accounts_now(settings, store).printer_created(rec)
     doc = _printer_doc(store, rec)
-    doc["mqtt"] = {
-        "username": printer_username(rec.id),
-        "password": rec.auth_token,
-        "base_topic": settings.base_topic,
-    }
+    username = printer_username(rec.id)
+    doc["mqtt"] = {"username": username, "password": rec.auth_token, "base_topic": settings.base_topic}
+    doc["agent_config"] = build_agent_config(
+        rec, username=username, broker_url=settings.agent_mqtt_url, base_topic=settings.base_topic
+    )
     _out(doc)
-    _err("a running `printbridge serve` creates this printer's broker account within a few seconds")
+    if not on_broker:
+        _left_to_serve("creates this printer's broker account")
     return 0
 
 
@@ -116,7 +131,10 @@ def cmd_printer_token(settings: Settings, args: argparse.Namespace) -> int:
         _err(f"no printer {args.id}")
         return 1
     token = store.rotate_printer_token(rec)
+    on_broker = rec.archived_at is not None or _accounts_now(settings, store).token_rotated(rec)
     _out({"id": rec.id, "auth_token": token})
+    if not on_broker:
+        _left_to_serve("gives this printer's broker account the new password")
     return 0
 
 
@@ -126,8 +144,10 @@ def cmd_ha_account(settings: Settings, args: argparse.Namespace) -> int:
     if account is None:
         account = ("homeassistant", secrets.token_urlsafe(24))
         store.set_account(HA_ACCOUNT, *account)
-        _err("created; a running `printbridge serve` adds it to the broker within a few seconds")
+    on_broker = _accounts_now(settings, store).ha_account()
     _out({"username": account[0], "password": account[1]})
+    if not on_broker:
+        _left_to_serve("adds this account to the broker")
     return 0
 
 

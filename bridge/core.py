@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bridge.accounts import Accounts
+from bridge.accounts import Accounts, broker_login
 from bridge.actions import ActionOutcome, Actions
 from bridge.config import Settings
 from bridge.detector import Detector
@@ -39,13 +38,8 @@ class Bridge:
         self.clock = clock
         self.topics = Topics(settings.base_topic, settings.ha_prefix)
         self.store = Store(settings.db_path, clock)
-        url = settings.mqtt_url
-        if url.username is None:
-            stored = self.store.account("bridge")
-            if stored is not None:
-                url = dataclasses.replace(url, username=stored[0], password=stored[1])
         self.link = MqttLink(
-            url,
+            broker_login(settings.mqtt_url, self.store),
             protocol=settings.mqtt_protocol,
             will_topic=self.topics.bridge_state,
             subscriptions=[*self.topics.subscriptions(), RESPONSE_TOPIC],
@@ -74,6 +68,7 @@ class Bridge:
             self.detector,
             self._mqtt_action,
             self._ha_online,
+            self.catch_up,
             clock,
         )
         self._tasks: list[asyncio.Task[Any]] = []
@@ -155,22 +150,30 @@ class Bridge:
         for rec in self.store.mark_stale(self.clock() - self.settings.status_ttl_s):
             self.outputs.printer_changed(rec)
 
-    async def reconcile(self) -> None:
-        """Printers created, changed or deleted by another process (the CLI) are picked up here, and so are
-        broker accounts still to be made (the CLI's `ha-account`, a change the broker did not take)."""
+    def catch_up(self) -> bool:
+        """Take in what another process (the CLI) committed since the last look: printers created, changed
+        or deleted, tokens replaced. Asked before every HTTP request (`bridge.http.fastpath`), for a message
+        from a printer not loaded, and every reconcile tick; one `PRAGMA data_version` when nothing changed.
+        Whether anything had; the broker accounts it calls for are made in the background."""
         changes = self.store.reload_if_changed()
-        if changes is not None:
-            for rec in changes.added:
-                self.outputs.printer_changed(rec)
-            for rec in changes.changed:
-                if rec.archived_at is not None:
-                    self.outputs.removed(rec)
-                else:
-                    self.outputs.printer_changed(rec)
-            for rec in changes.removed:
+        if changes is None:
+            return False
+        for rec in changes.added:
+            self.outputs.printer_changed(rec)
+        for rec in changes.changed:
+            if rec.archived_at is not None:
                 self.outputs.removed(rec)
-        # Another process wrote (a printer, a token, the Home Assistant account), or a change failed earlier.
-        if changes is not None or self.accounts.due():
+            else:
+                self.outputs.printer_changed(rec)
+        for rec in changes.removed:
+            self.outputs.removed(rec)
+        self._in_background(self.accounts.reconcile())
+        return True
+
+    async def reconcile(self) -> None:
+        """Every second: outside changes no request or message has taken in yet (a CLI command the broker
+        did not answer leaves its account change to them), and account changes the broker refused earlier."""
+        if not self.catch_up() and self.accounts.due():
             await self.accounts.reconcile()
 
     # -- MQTT callbacks ----------------------------------------------------------------------------------
@@ -185,8 +188,11 @@ class Bridge:
         printers = list(self.store.printers.values())
         self._switch_discovery_mode(printers)
         await self.outputs.publish_all(printers)
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self.accounts.on_connect(self.settings.require_broker_auth))
+        self._in_background(self.accounts.on_connect(self.settings.require_broker_auth))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Account upkeep: not awaited by its caller, cancelled when the bridge stops."""
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -8,6 +8,11 @@ here with the same bytes and headers; anything else -- a missing or bad token, a
 bad parameter, any other method or path -- goes to the Litestar app
 untouched, so every error is produced in one place. `tests/integration/test_fastpath.py` checks that both
 paths answer byte for byte the same.
+
+As the app's front door it also does what every request needs first: it takes in what another process
+(the CLI) committed (`Bridge.catch_up`, one `PRAGMA data_version` when nothing did), so a request that
+starts after a command returned sees its effect on either path; and it gives an OPTIONS answer the `Allow`
+header Litestar 2 gets wrong (`bridge.http.allow`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from litestar import Litestar
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
 
 from bridge.core import Bridge
+from bridge.http.allow import AllowedMethods
 from bridge.http.auth import token_from_scope_headers
 from bridge.http.validation import InvalidInput, parse_bool_param
 
@@ -45,12 +51,18 @@ class ReadFastPath:
     def __init__(self, app: Litestar, bridge: Bridge) -> None:
         self.app = app
         self.bridge = bridge
+        self.allowed = AllowedMethods(app)
 
     def __getattr__(self, name: str) -> Any:  # the wrapped app's attributes (state, routes...) stay reachable
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and cast(HTTPScope, scope)["method"] == "GET":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.bridge.catch_up()
+        method = cast(HTTPScope, scope)["method"]
+        if method == "GET":
             chunks = self._answer(cast(HTTPScope, scope))
             if chunks is not None:
                 start: HTTPResponseStartEvent = {
@@ -64,6 +76,8 @@ class ReadFastPath:
                     body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": chunk, "more_body": n < last}
                     await send(body)
                 return
+        elif method == "OPTIONS":
+            send = self.allowed.sender(scope, send)
         await self.app(scope, receive, send)
 
     def _answer(self, scope: HTTPScope) -> list[bytes] | None:

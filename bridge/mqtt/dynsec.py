@@ -142,6 +142,25 @@ def build_create_printer_commands(printer_id: int, password: str, topics: Topics
     ]
 
 
+def build_printer_account_commands(
+    printer_id: int, password: str, topics: Topics, *, exists: bool
+) -> list[dict[str, object]]:
+    """Give `printer-{id}` this password: a new account, or (exists) a new password for the existing one."""
+    username = printer_username(printer_id)
+    if exists:
+        return [
+            build_set_password_command(username, password),
+            # disable + enable disconnects an agent still connected with the old password
+            build_disable_client_command(username),
+            build_enable_client_command(username),
+        ]
+    # the set-password also covers an account left over from before ("already exists")
+    return [
+        *build_create_printer_commands(printer_id, password, topics),
+        build_set_password_command(username, password),
+    ]
+
+
 def build_delete_printer_commands(printer_id: int) -> list[dict[str, object]]:
     """Deleting the client also disconnects it if it is connected."""
     return [
@@ -192,6 +211,18 @@ def build_list_clients_command() -> dict[str, object]:
 
 def encode_request(commands: list[dict[str, object]]) -> bytes:
     return msgspec.json.encode({"commands": commands})
+
+
+def failures(results: list[CommandResult]) -> list[CommandResult]:
+    """The answers that are real failures: a create of what exists already, or a delete of what is gone
+    already, leaves the broker as it was asked to be."""
+    return [
+        r
+        for r in results
+        if r.error
+        and "already exists" not in r.error.lower()
+        and not (r.command in ("deleteClient", "deleteRole") and "not found" in r.error.lower())
+    ]
 
 
 def parse_response(payload: bytes) -> list[CommandResult]:

@@ -57,6 +57,7 @@ class Ingest:
         detector: Detector,
         actions_over_mqtt: Callable[[PrinterRecord, str, bytes], None],
         on_ha_online: Callable[[], None],
+        catch_up: Callable[[], bool],
         clock: Callable[[], float],
     ) -> None:
         self.store = store
@@ -66,6 +67,7 @@ class Ingest:
         self.detector = detector
         self.actions_over_mqtt = actions_over_mqtt
         self.on_ha_online = on_ha_online
+        self.catch_up = catch_up  # takes in what another process committed; True when anything had changed
         self.clock = clock
         self.drops = DropLog()
         self.handled = 0
@@ -90,6 +92,8 @@ class Ingest:
             self.drops.drop(msg.topic, "not a topic the bridge consumes")
             return
         rec = self.store.get(parsed.printer_id)
+        if (rec is None or rec.archived_at is not None) and self.catch_up():
+            rec = self.store.get(parsed.printer_id)  # created or unarchived by the CLI a moment ago
         if rec is None or rec.archived_at is not None:
             if msg.payload or parsed.leaf != "availability":
                 self.drops.drop(msg.topic, "unknown, deleted or archived printer")

@@ -135,7 +135,7 @@ class Store:
         # Each owner's list JSON, (owner_id, with_archived) -> bytes; dropped whenever any printer changes.
         self._lists: dict[tuple[int, bool], bytes] = {}
         # API token -> user id, for tokens that were valid; cleared when tokens change here or when another
-        # process (the CLI) writes to the database (seen by `reload_if_changed`, every second).
+        # process (the CLI) writes to the database (seen by `reload_if_changed`, before every request).
         self._token_users: dict[str, int] = {}
         self._dirty: set[int] = set()
         self._pending_snapshots: dict[int, tuple[bytes, float]] = {}
@@ -293,7 +293,10 @@ class Store:
     def reload_if_changed(self) -> ExternalChanges | None:
         """Pick up what another process (the CLI) wrote: printers created, changed or deleted.
 
-        None when no other process wrote since the last call. Only configuration columns are compared;
+        None when no other process wrote since the last call: `PRAGMA data_version` moves only when another
+        connection commits (our own writes never move it, so none of them may reset `_data_version`: that
+        would swallow a commit made elsewhere since the last look). That answer costs about 3 us, so the
+        bridge asks before every request (bench/RESULTS.md). Only configuration columns are compared;
         status is ours.
         """
         version = self._read_data_version()
@@ -442,7 +445,6 @@ class Store:
         )
         self.printers[rec.id] = rec
         self._lists.clear()
-        self._data_version = self._read_data_version()
         if self.listener is not None:
             self.listener.printer_changed(rec)
         return rec
