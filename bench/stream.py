@@ -112,6 +112,33 @@ def probe(broker_port: int, first_id: int, seconds: float) -> dict[float, float]
     return published
 
 
+def hub_cost_us(clients: int, changes: int = 50_000) -> float:
+    """Microseconds one printer change costs the code that made it (ingest, an action) when `clients`
+    streams of the printer's owner are open: the store's change listener marking it for each client."""
+    import tempfile
+    from pathlib import Path
+
+    from bridge.live import LiveHub
+    from bridge.state.store import Store
+
+    with tempfile.TemporaryDirectory() as d:
+        store = Store(Path(d) / "hub.db")
+        store.load()
+        owner, _ = store.add_user("bench")
+        printers = [store.create_printer(owner, f"P{n}") for n in range(100)]
+        hub = LiveHub(store)
+        store.listener = hub
+        subs = [hub.subscribe(owner) for _ in range(clients)]
+        started = time.perf_counter()
+        for n in range(changes):
+            store.touch(printers[n % 100])
+        cost = (time.perf_counter() - started) / changes * 1e6
+        for sub in subs:
+            hub.unsubscribe(sub)
+        store.close()
+    return cost
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     import os
@@ -190,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     missing = expected - len(samples)
     p50, p99 = percentile(samples, 50), percentile(samples, 99)
     rate = load.get("sent", 0) / max(load.get("seconds", 1), 1e-9)
+    print_table(
+        "what a printer change costs its caller (in process, the store's change listener)",
+        ["no stream open", "1 stream", f"{args.clients} streams of the owner"],
+        [[f"{hub_cost_us(0):.2f} µs", f"{hub_cost_us(1):.2f} µs", f"{hub_cost_us(args.clients):.2f} µs"]],
+    )
     print_table(
         f"stream: status -> event, {connected} clients x {total} printers, {args.printers} msg/s background",
         ["clients", "background msg/s", "applied (current)", "bridge CPU", "samples", "missing", "p50 ms", "p99 ms"],
