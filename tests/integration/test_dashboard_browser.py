@@ -369,3 +369,22 @@ def test_detection_frames_move_the_score_chart_and_raise_the_alert(dashboard: Da
     body = dashboard.rest("GET", f"/api/v1/printers/{pid}/").json()
     assert body["current_print"]["alert_acknowledged_at"] is not None
     screenshot(driver, tmp_path, "acknowledged")
+
+
+def test_cancel_asks_twice_then_shows_the_outcome(dashboard: Dashboard, tmp_path: Path) -> None:
+    driver = dashboard.driver
+    dashboard.open(dashboard.served.token)
+    wait_for(driver, lambda d: dashboard.text(".state") == "Printing", "state Printing")
+    cancel = dashboard.card().find_element(By.CSS_SELECTOR, 'button[data-action="cancel"]')
+    cancel.click()
+    assert cancel.text == "Really cancel?"
+    assert dashboard.text(".action-result") == ""  # nothing sent yet
+    cancel.click()
+    wait_for(driver, lambda d: dashboard.text(".action-result") == "Cancel: acknowledged by the printer", "cancel")
+    wait_for(driver, lambda d: dashboard.text(".progress-text") == "not printing", "the print to end")
+    card = dashboard.card()
+    assert all(
+        not card.find_element(By.CSS_SELECTOR, f'button[data-action="{a}"]').is_enabled()
+        for a in ("pause", "resume", "cancel")
+    )
+    screenshot(driver, tmp_path, "cancelled")
