@@ -362,8 +362,18 @@ def test_detection_frames_move_the_score_chart_and_raise_the_alert(dashboard: Da
     chart = dashboard.card().find_element(By.CSS_SELECTOR, ".score-chart")
     wait_for(driver, lambda d: int(chart.get_attribute("data-points") or 0) >= 45, "the history on a new page")
 
-    banner = dashboard.card().find_element(By.CSS_SELECTOR, ".alert-banner")
-    banner.find_element(By.CSS_SELECTOR, 'button[data-action="acknowledge"]').click()
+    def banner_button(action: str) -> WebElement:
+        return dashboard.card().find_element(By.CSS_SELECTOR, f'.alert-banner button[data-action="{action}"]')
+
+    banner_button("mute").click()
+    wait_for(driver, lambda d: dashboard.text(".action-result") == "Mute: done", "the mute")
+    wait_for(driver, lambda d: banner_button("mute").text == "Unmute alerts", "the button to offer unmuting")
+    assert "muted" in dashboard.text(".watching")
+    banner_button("mute").click()
+    wait_for(driver, lambda d: dashboard.text(".action-result") == "Unmute: done", "the unmute")
+    wait_for(driver, lambda d: banner_button("mute").text == "Mute alerts", "the button to offer muting again")
+
+    banner_button("acknowledge").click()
     wait_for(driver, lambda d: dashboard.text(".action-result") == "Acknowledge: done", "the acknowledgment")
     wait_for(driver, lambda d: not dashboard.card().find_element(By.CSS_SELECTOR, ".alert-banner").is_displayed(), "")
     body = dashboard.rest("GET", f"/api/v1/printers/{pid}/").json()
