@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-test
 RUN_STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-mosquitto install-wrk run test lint format bench soak clean octoprint-venv
+.PHONY: install install-mosquitto install-wrk install-chromium run test lint format bench soak clean octoprint-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ install-mosquitto:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto >/dev/null; \
 	fi
 
+# The dashboard's browser tests: Debian's chromium and its WebDriver (/usr/bin/chromium, /usr/bin/chromedriver).
+install-chromium:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver with apt"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 run: $(RUN_STAMP) install-mosquitto
 	@scripts/run.sh
 
@@ -42,7 +49,7 @@ format: install
 	$(BIN)/ruff check --fix bridge tests bench agents/octoprint
 	$(BIN)/ruff format bridge tests bench agents/octoprint
 
-test: install install-mosquitto install-wrk octoprint-venv lint
+test: install install-mosquitto install-wrk install-chromium octoprint-venv lint
 	PATH="$$PATH:/usr/sbin" $(BIN)/pytest -q
 
 soak: install install-mosquitto

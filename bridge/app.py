@@ -24,15 +24,19 @@ from bridge.core import Bridge
 from bridge.domain.agent_config import AgentConfig, build_agent_config
 from bridge.domain.models import PrinterRecord
 from bridge.http.auth import user_id_provider
+from bridge.http.dashboard import dashboard, static_files
 from bridge.http.deps import HotReads, UserId
 from bridge.http.errors import EXCEPTION_HANDLERS
 from bridge.http.fastpath import ReadFastPath
 from bridge.http.health import health
+from bridge.http.live import LiveHub, StreamTiming
 from bridge.http.openapi import document_error_responses
 from bridge.http.printers import PrinterController
 from bridge.http.readmodel import ReadModel
 from bridge.http.schemas import Health
+from bridge.http.scores import ScoresController
 from bridge.http.services import CallerActions, CallerPrinters
+from bridge.http.stream import StreamController
 from bridge.mqtt.dynsec import printer_username
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -80,16 +84,28 @@ def create_litestar_app(settings: Settings, clock: Callable[[], float] = time.ti
             db="ok" if bridge.store.check() else "error",
         )
 
+    hub = LiveHub(
+        bridge.store,
+        views,
+        StreamTiming(
+            min_interval_s=settings.stream_min_interval_s,
+            heartbeat_s=settings.stream_heartbeat_s,
+            stall_s=settings.stream_stall_s,
+        ),
+    )
+    bridge.store.listen(hub)  # every change the store records reaches the event streams
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await bridge.start()
         try:
             yield
         finally:
+            hub.close_all("bridge shutting down")
             await bridge.stop()
 
     app = Litestar(
-        route_handlers=[PrinterController, health],
+        route_handlers=[PrinterController, StreamController, ScoresController, health, dashboard, static_files()],
         dependencies={
             "user_id": Provide(user_id_provider(bridge.store.users)),
             "printers": Provide(provide_printers, sync_to_thread=False),
@@ -106,7 +122,7 @@ def create_litestar_app(settings: Settings, clock: Callable[[], float] = time.ti
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
-        state=State({"bridge": bridge, "hot_reads": hot}),
+        state=State({"bridge": bridge, "hot_reads": hot, "hub": hub}),
         # The command line configures logging; Litestar's default config would replace its handlers.
         logging_config=None,
         debug=False,

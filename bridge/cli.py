@@ -223,7 +223,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # uvicorn re-raises the stop signal once it has shut down gracefully; that stop is a clean exit (0).
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    BridgeServer(config, app.state.bridge).run()
+    BridgeServer(config, app.state.bridge, app.state.hub).run()
     return 0
 
 

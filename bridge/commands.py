@@ -158,8 +158,9 @@ class Commands:
             log.error("could not record command %s: %s", cmd_id, exc)
 
     def _finish(self, cmd_id: str, outcome: Outcome, error: str | None, latency_ms: float | None) -> CommandResult:
+        entry = self._pending.get(cmd_id)
         try:
-            self.store.commands.finish(cmd_id, outcome, error, latency_ms)
+            self.store.commands.finish(cmd_id, outcome, error, latency_ms, entry[0] if entry else None)
         except StoreError as exc:
             log.error("could not record the outcome of command %s: %s", cmd_id, exc)
         return CommandResult(cmd_id, outcome, error, latency_ms)

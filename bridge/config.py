@@ -164,6 +164,10 @@ class Settings:
     flush_interval_s: float = 0.05
     sweep_interval_s: float = 1.0
     reconcile_interval_s: float = 1.0
+    # Not user settings: the event stream's pacing (`bridge.http.live.StreamTiming`; tests shorten them).
+    stream_heartbeat_s: float = 15.0
+    stream_min_interval_s: float = 0.25
+    stream_stall_s: float = 10.0
 
     @property
     def agent_mqtt_url(self) -> str:

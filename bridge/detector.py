@@ -68,6 +68,7 @@ class Detector:
         sensitivity = rec.detective_sensitivity
         rec.normalized_p = d.normalized_p(state, sensitivity)
         now = self.clock()
+        self.store.scores.add(current.id, now, rec.normalized_p)
         decision = d.decide(
             now,
             d.AlertState(

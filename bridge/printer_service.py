@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from bridge.domain.models import PrinterRecord, visible_to
+from bridge.domain.models import PrinterRecord, PrintRecord, visible_to
 from bridge.state.commands import CommandRow
 from bridge.state.store import Store
 
@@ -45,6 +45,10 @@ class PrinterService:
 
     def commands(self, rec: PrinterRecord, limit: int) -> list[CommandRow]:
         return self.store.commands.recent(rec.id, limit)
+
+    def scores(self, p: PrintRecord) -> list[tuple[float, float]]:
+        """The print's failure-score history, (time, normalized_p), oldest first."""
+        return self.store.scores.of(p.id)
 
     # -- writing -----------------------------------------------------------------------------------------
 

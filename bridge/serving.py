@@ -3,7 +3,8 @@
 uvicorn waits for open requests before it runs the app's shutdown, so an action waiting for a silent
 agent's ack would hold the stop until `timeout_graceful_shutdown` and then be cut off without an answer.
 Here the signal first fails every pending command ("bridge shutting down"), so those requests are answered
-at once and the shutdown (publish `offline`, flush) follows within the graceful window.
+at once, and ends every open event stream (they never end by themselves), and the shutdown (publish
+`offline`, flush) follows within the graceful window.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import uvicorn
 
 from bridge.commands import Abort
 from bridge.core import Bridge
+from bridge.http.live import LiveHub
 
 
 class BridgeServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, bridge: Bridge) -> None:
+    def __init__(self, config: uvicorn.Config, bridge: Bridge, hub: LiveHub | None = None) -> None:
         super().__init__(config)
         self.bridge = bridge
+        self.hub = hub
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
@@ -32,3 +35,5 @@ class BridgeServer(uvicorn.Server):
         super().handle_exit(sig, frame)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.bridge.commands.fail_all, Abort.SHUTTING_DOWN)
+            if self.hub is not None:  # open event streams would hold the graceful shutdown
+                self._loop.call_soon_threadsafe(self.hub.close_all, Abort.SHUTTING_DOWN.value)

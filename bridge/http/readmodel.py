@@ -21,14 +21,14 @@ class ReadModel:
         self._encoded: dict[int, bytes] = {}
         # Each owner's list JSON, (owner_id, with_archived) -> bytes; dropped whenever any printer changes.
         self._lists: dict[tuple[int, bool], bytes] = {}
-        printers.listen(self.changed)
+        printers.listen(self)
 
-    def changed(self, rec: PrinterRecord | None) -> None:
-        if rec is None:
-            self._encoded.clear()
-        else:
-            self._encoded.pop(rec.id, None)
+    def printer_changed(self, rec: PrinterRecord) -> None:
+        self._encoded.pop(rec.id, None)
         self._lists.clear()
+
+    def printer_removed(self, rec: PrinterRecord) -> None:
+        self.printer_changed(rec)
 
     def printer_json(self, rec: PrinterRecord) -> bytes:
         data = self._encoded.get(rec.id)

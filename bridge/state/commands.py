@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -34,6 +34,24 @@ class CommandRow(msgspec.Struct, omit_defaults=False):
     latency_ms: float | None
 
 
+class CommandEvent(CommandRow):
+    """A command history row as the event stream sends it: which printer it belongs to as well."""
+
+    printer_id: int
+
+
+_COLUMNS = "cmd_id, cmd, args, initiator, print_id, sent_at, outcome, error, latency_ms"
+
+
+def _fields(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A `commands` row (selected as _COLUMNS) as the fields of a CommandRow."""
+    return (r[0], r[1], msgspec.Raw(r[2].encode()), r[3], r[4], to_iso(r[5]) or "", r[6], r[7], r[8])
+
+
+class AnswerListener(Protocol):
+    def command_answered(self, printer_id: int, cmd_id: str) -> None: ...
+
+
 class CommandLog:
     def __init__(self, db: Database, flush: Callable[[], object]) -> None:
         """`flush()`: write everything pending (the store's), before reading the history."""
@@ -42,6 +60,7 @@ class CommandLog:
         # cmd_id -> INSERT parameters of rows the database refused; outcomes of written rows
         self._rows: dict[str, list[Any]] = {}
         self._outcomes: list[tuple[str | None, str | None, float | None, str]] = []
+        self.listener: AnswerListener | None = None
 
     def add(
         self,
@@ -66,14 +85,21 @@ class CommandLog:
         except StoreError:
             self._rows[cmd_id] = row
             raise
+        if outcome is not None and self.listener is not None:
+            self.listener.command_answered(printer_id, cmd_id)
 
-    def finish(self, cmd_id: str, outcome: str, error: str | None, latency_ms: float | None) -> None:
-        """Record a command's outcome; written by the next flush (coalesced)."""
+    def finish(
+        self, cmd_id: str, outcome: str, error: str | None, latency_ms: float | None, printer_id: int | None = None
+    ) -> None:
+        """Record a command's outcome; written by the next flush (coalesced). `printer_id` lets the change
+        listener hear of it."""
         row = self._rows.get(cmd_id)
         if row is not None:
             row[7:10] = [str(outcome), error, latency_ms]
         else:
             self._outcomes.append((str(outcome), error, latency_ms, cmd_id))
+        if self.listener is not None and printer_id is not None:
+            self.listener.command_answered(printer_id, cmd_id)
 
     @property
     def pending(self) -> int:
@@ -100,11 +126,18 @@ class CommandLog:
         """The printer's commands, newest first."""
         self.flush()
         rows = self.db.conn.execute(
-            "SELECT cmd_id, cmd, args, initiator, print_id, sent_at, outcome, error, latency_ms FROM commands "
-            "WHERE printer_id = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM commands WHERE printer_id = ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
             (printer_id, limit),
         )
-        return [
-            CommandRow(r[0], r[1], msgspec.Raw(r[2].encode()), r[3], r[4], to_iso(r[5]) or "", r[6], r[7], r[8])
-            for r in rows
-        ]
+        return [CommandRow(*_fields(r)) for r in rows]
+
+    def event(self, cmd_id: str) -> bytes | None:
+        """One command's history row with its `printer_id`, as JSON (the event stream's `command`)."""
+        self.flush()
+        row = self.db.conn.execute(
+            f"SELECT {_COLUMNS}, printer_id FROM commands WHERE cmd_id = ?", (cmd_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        fields = dict(zip(CommandRow.__struct_fields__, _fields(row), strict=True))
+        return msgspec.json.encode(CommandEvent(**fields, printer_id=row[-1]))

@@ -5,7 +5,7 @@ the row mapping, the comparison with another process's writes and the UPDATE of 
 derived from it. A change to a printer's configuration is written at once; the agent's status, settings
 and prediction state are marked dirty and written together by the store's flush (about every 50 ms), so
 a burst of status messages costs one transaction per flush instead of one per message. Whoever keeps
-views of printers (the REST read model) listens for changes.
+views of printers (the REST read model, the event stream) listens for changes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, ValuesView
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -94,7 +94,12 @@ class ExternalChanges(NamedTuple):
     removed: list[PrinterRecord]
 
 
-Listener = Callable[[PrinterRecord | None], None]  # None: any printer may have changed
+class PrinterListener(Protocol):
+    """Told of every change to a printer held here (the REST read model, the event stream's hub)."""
+
+    def printer_changed(self, rec: PrinterRecord) -> None: ...
+
+    def printer_removed(self, rec: PrinterRecord) -> None: ...
 
 
 class Printers(Mapping[int, PrinterRecord]):
@@ -106,7 +111,7 @@ class Printers(Mapping[int, PrinterRecord]):
         self.on_delete = on_delete  # the printer's other state (its pending snapshot) is to be forgotten
         self._records: dict[int, PrinterRecord] = {}
         self._dirty: set[int] = set()
-        self._listeners: list[Listener] = []
+        self._listeners: list[PrinterListener] = []
 
     # -- the mapping (dict speed: a fleet of thousands is iterated on every list read) -------------------
 
@@ -135,17 +140,21 @@ class Printers(Mapping[int, PrinterRecord]):
 
     # -- change notification --------------------------------------------------------------------------
 
-    def listen(self, listener: Listener) -> None:
+    def listen(self, listener: PrinterListener) -> None:
         self._listeners.append(listener)
 
-    def _notify(self, rec: PrinterRecord | None) -> None:
+    def _changed(self, rec: PrinterRecord) -> None:
         for listener in self._listeners:
-            listener(rec)
+            listener.printer_changed(rec)
+
+    def _removed(self, rec: PrinterRecord) -> None:
+        for listener in self._listeners:
+            listener.printer_removed(rec)
 
     def touch(self, rec: PrinterRecord, persist: bool = True) -> None:
         """Record that `rec` changed in memory: listeners are told and (persist) its status columns are
         written by the next flush."""
-        self._notify(rec)
+        self._changed(rec)
         if persist:
             self._dirty.add(rec.id)
 
@@ -162,12 +171,10 @@ class Printers(Mapping[int, PrinterRecord]):
             owner = self._records.get(p.printer_id)
             if owner is not None:
                 owner.current_print = p
-        self._notify(None)
 
     def reload(self, open_prints_of: Callable[[int], list[PrintRecord]]) -> ExternalChanges:
         """Take in what another process wrote: printers created, changed or deleted. Only the columns that
         are not status are compared; status is ours."""
-        self._notify(None)
         seen: set[int] = set()
         added, changed = [], []
         for row in self.db.conn.execute(_SELECT_SAVED):
@@ -180,6 +187,7 @@ class Printers(Mapping[int, PrinterRecord]):
                 rec.current_print = opened[0] if opened else None
                 self._records[printer_id] = rec
                 added.append(rec)
+                self._changed(rec)
                 continue
             diff = False
             for c, raw in zip(_SAVED, row, strict=True):
@@ -193,7 +201,7 @@ class Printers(Mapping[int, PrinterRecord]):
         removed = [self._records.pop(pid) for pid in list(self._records) if pid not in seen]
         for rec in removed:
             self._dirty.discard(rec.id)
-            self._notify(rec)
+            self._removed(rec)
         return ExternalChanges(added, changed, removed)
 
     # -- writing -----------------------------------------------------------------------------------------
@@ -211,7 +219,7 @@ class Printers(Mapping[int, PrinterRecord]):
             )
         rec.id = int(cur.lastrowid or 0)
         self._records[rec.id] = rec
-        self._notify(None)
+        self._changed(rec)
         return rec
 
     def update(self, rec: PrinterRecord, changes: dict[str, Any]) -> None:
@@ -242,7 +250,7 @@ class Printers(Mapping[int, PrinterRecord]):
         self._records.pop(rec.id, None)
         self._dirty.discard(rec.id)
         self.on_delete(rec.id)
-        self._notify(rec)
+        self._removed(rec)
 
     def mark_stale(self, cutoff: float) -> list[PrinterRecord]:
         """Statuses received before `cutoff` are served as null from now on; returns the printers that

@@ -99,13 +99,19 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 
 def _v3(db: sqlite_utils.Database) -> None:
+    """Each print's failure-score history: one point per detection frame counted (the dashboard's chart)."""
+    db.table("print_scores").create({"print_id": int, "t": float, "p": float})
+    db.table("print_scores").create_index(["print_id", "t"])
+
+
+def _v4(db: sqlite_utils.Database) -> None:
     """The protocol each printer speaks (bridge.dialects) and that dialect's own settings (JSON); the
     printers that exist speak today's protocol."""
     db.execute("ALTER TABLE printers ADD COLUMN dialect TEXT NOT NULL DEFAULT 'printbridge'")
     db.execute("ALTER TABLE printers ADD COLUMN dialect_config BLOB")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 
 
 def current_version(db: sqlite_utils.Database) -> int:

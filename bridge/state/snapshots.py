@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import Protocol
 
 from bridge.domain.models import PrinterRecord
 from bridge.state.db import Database
+
+
+class SnapshotListener(Protocol):
+    def snapshot_stored(self, rec: PrinterRecord) -> None: ...
 
 
 class Snapshots:
@@ -15,12 +20,15 @@ class Snapshots:
         self.clock = clock
         self.changed = changed  # the printer's views changed (it has a picture now)
         self._pending: dict[int, tuple[bytes, float]] = {}
+        self.listener: SnapshotListener | None = None
 
     def put(self, rec: PrinterRecord, jpeg: bytes) -> None:
         self._pending[rec.id] = (jpeg, self.clock())
         if not rec.has_pic:
             rec.has_pic = True
             self.changed(rec)
+        if self.listener is not None:
+            self.listener.snapshot_stored(rec)
 
     def latest(self, printer_id: int) -> bytes | None:
         pending = self._pending.get(printer_id)

@@ -1,9 +1,10 @@
 """The state store: one SQLite connection (`database`) and the repositories over it, each in its own module.
 
-`printers` (in memory, a mapping by id), `users`, `prints`, `snapshots`, `commands` (the history) and
-`accounts` (broker logins and tokens). The store loads them together, takes in what another process
-wrote, and writes everything they hold back (status columns, snapshots, command outcomes) in one
-transaction per `flush()` (the app calls it every ~50 ms).
+`printers` (in memory, a mapping by id), `users`, `prints`, `snapshots`, `commands` (the history),
+`scores` (failure-score history) and `accounts` (broker logins and tokens). The store loads them
+together, takes in what another process wrote, tells a listener of every change (`listen`), and writes
+everything they hold back (status columns, snapshots, command outcomes, scores) in one transaction per
+`flush()` (the app calls it every ~50 ms).
 """
 
 from __future__ import annotations
@@ -11,16 +12,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+from bridge.domain.models import PrinterRecord
 from bridge.state.accounts import BrokerAccounts
 from bridge.state.commands import CommandLog
 from bridge.state.db import Database, StoreError
 from bridge.state.printers import ExternalChanges, Printers
 from bridge.state.prints import Prints
+from bridge.state.scores import Scores
 from bridge.state.snapshots import Snapshots
 from bridge.state.users import Users
 
-__all__ = ["ExternalChanges", "Store", "StoreError"]
+__all__ = ["ChangeListener", "ExternalChanges", "Store", "StoreError"]
+
+
+class ChangeListener(Protocol):
+    """Told synchronously of every change the store records (the event stream's hub, `bridge.http.live`).
+    Implementations must be cheap: they run inside ingest."""
+
+    def printer_changed(self, rec: PrinterRecord) -> None: ...
+
+    def printer_removed(self, rec: PrinterRecord) -> None: ...
+
+    def snapshot_stored(self, rec: PrinterRecord) -> None: ...
+
+    def command_answered(self, printer_id: int, cmd_id: str) -> None: ...
 
 
 class Store:
@@ -35,7 +52,14 @@ class Store:
         self.printers = Printers(database, clock, on_delete=self.snapshots.forget)
         self.prints = Prints(database, clock, lambda rec: self.printers.touch(rec, persist=False))
         self.commands = CommandLog(database, self.flush)
+        self.scores = Scores(database, self.flush)
         self.accounts = BrokerAccounts(database)
+
+    def listen(self, listener: ChangeListener) -> None:
+        """Tell `listener` of every change to a printer, snapshot and command answer from now on."""
+        self.printers.listen(listener)
+        self.snapshots.listener = listener
+        self.commands.listener = listener
 
     def load(self) -> None:
         """Load every printer that is not deleted, with its current print."""
@@ -58,7 +82,7 @@ class Store:
         one transaction."""
         if not self.pending_writes:
             return 0
-        parts = (self.printers, self.snapshots, self.commands)
+        parts = (self.printers, self.snapshots, self.commands, self.scores)
         with self.database.transaction() as conn:
             written = sum(part.write_pending(conn) for part in parts)
         for part in parts:
@@ -67,7 +91,7 @@ class Store:
 
     @property
     def pending_writes(self) -> int:
-        return self.printers.pending + self.snapshots.pending + self.commands.pending
+        return self.printers.pending + self.snapshots.pending + self.commands.pending + self.scores.pending
 
     @property
     def last_write_error(self) -> str | None:

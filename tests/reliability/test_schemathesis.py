@@ -66,6 +66,8 @@ def test_openapi_document_holds_under_fuzzing(broker: Broker, tmp_path: Path) ->
         cases = 0
         for result in schema.get_all_operations():
             operation = result.ok()
+            if operation.path == "/api/v1/printers/stream":
+                continue  # an endless event stream: tests/integration/test_stream.py checks it
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 strategies = [operation.as_strategy(mode, headers=served.headers())]
                 if "{printer_id}" in operation.path:

@@ -54,12 +54,12 @@ def reopen(store: Store) -> Store:
 
 def test_schema_created_at_the_latest_version_and_wal(store: Store) -> None:
     assert store.path.exists()  # its folder was created
-    assert current_version(store.db) == 3 == len(MIGRATIONS)
+    assert current_version(store.db) == 4 == len(MIGRATIONS)
     rows = store.conn.execute("SELECT version FROM schema_version").fetchall()
-    assert rows == [(1,), (2,), (3,)]
+    assert rows == [(1,), (2,), (3,), (4,)]
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = set(store.db.table_names())
-    assert {"users", "printers", "prints", "commands", "snapshots", "schema_version"} <= tables
+    assert {"users", "printers", "prints", "commands", "snapshots", "print_scores", "schema_version"} <= tables
 
 
 def test_migration_is_idempotent_on_reopen(store: Store) -> None:
@@ -67,14 +67,14 @@ def test_migration_is_idempotent_on_reopen(store: Store) -> None:
     store.printers.create(uid, "P")
     again = reopen(store)
     try:
-        assert again.conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
+        assert again.conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,), (4,)]
         assert again.users.id_of("alice") == uid
         assert [r.name for r in again.printers.values()] == ["P"]
     finally:
         again.close()
     third = Store(store.path)
     try:
-        assert third.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 3
+        assert third.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 4
     finally:
         third.close()
 
