@@ -44,7 +44,7 @@ class Inbound:
 
     def _handle(self, msg: Incoming) -> None:
         parsed = self.topics.parse(msg.topic)
-        if parsed is None or (parsed.action is None and not self.dialects.accepted(parsed.leaf)):
+        if parsed is None:
             if msg.topic == self.topics.ha_status:
                 if msg.payload.strip() == b"online":
                     self.on_ha_online()
@@ -52,8 +52,15 @@ class Inbound:
             self.drops.drop(msg.topic, "not a topic the bridge consumes")
             return
         rec = self.store.printers.get(parsed.printer_id)
+        # the printer's own dialect is asked first (the hot path: one look-up); the others only when it says
+        # no, to tell a topic nobody consumes from one of another dialect
+        own = rec is not None and self.dialects.get(rec.dialect).accepts(parsed.leaf)
+        if parsed.action is None and not own and not self.dialects.accepted(parsed.leaf):
+            self.drops.drop(msg.topic, "not a topic the bridge consumes")
+            return
         if (rec is None or rec.archived_at is not None) and self.catch_up():
             rec = self.store.printers.get(parsed.printer_id)  # created or unarchived by the CLI a moment ago
+            own = rec is not None and self.dialects.get(rec.dialect).accepts(parsed.leaf)
         if rec is None or rec.archived_at is not None:
             if msg.payload or not self.dialects.clears_silently(parsed.leaf):
                 self.drops.drop(msg.topic, "unknown, deleted or archived printer")
@@ -62,11 +69,10 @@ class Inbound:
             if msg.retain:
                 raise PayloadError("retained action messages are not acted on")
             self.on_action(rec, parsed.action, msg.payload)
+        elif not own:
+            raise PayloadError(f"not a topic of the printer's dialect ({rec.dialect})")
         else:
-            dialect = self.dialects.get(rec.dialect)
-            if not dialect.accepts(parsed.leaf):
-                raise PayloadError(f"not a topic of the printer's dialect ({rec.dialect})")
-            self.ingest.apply(rec, dialect.decode(rec, parsed.leaf, msg.payload, msg.retain))
+            self.ingest.apply(rec, self.dialects.get(rec.dialect).decode(rec, parsed.leaf, msg.payload, msg.retain))
         self.handled += 1
 
     def deliver(self, printer_id: int, inputs: Sequence[Input]) -> None:

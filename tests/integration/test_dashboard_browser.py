@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from bridge.simulator import build_grey_jpeg
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -27,6 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bridge.agent.jpeg import build_grey_jpeg
 from bridge.mqtt.topics import Topics
 from tests.reliability.serve import Served
 from tests.support.broker import Broker, Probe, requires_dynsec, start_broker
