@@ -15,7 +15,7 @@ import time
 
 from bench.common import ROOT
 
-BENCHMARKS = ["http_list", "http_single", "ingest", "freshness", "actions", "memory", "startup"]
+BENCHMARKS = ["http_list", "http_single", "ingest", "freshness", "actions", "memory", "startup", "moonraker"]
 
 
 def main(argv: list[str] | None = None) -> int:

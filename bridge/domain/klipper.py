@@ -212,7 +212,7 @@ def print_start_ts(state: KlipperState, now: float, open_ts: float | None, open_
     start, pauses included), or the open print's own start time when this is that print (same file, close
     enough), so that a bridge restarted mid-print finds the print it already knows."""
     total = _number(_get(state, "print_stats", "total_duration")) or 0.0
-    start = float(round(now - total))
+    start = round(now - total, 3)  # ms: two prints a second apart are two prints
     filename = job_filename(state)
     if open_ts is not None and filename == open_filename and abs(open_ts - start) <= SAME_PRINT_SKEW_S:
         return open_ts
@@ -248,7 +248,10 @@ def print_update(
     if kstate != "ready":
         return PrintUpdate(None, None, filename)
     if now_state in ACTIVE:
-        ts = print_start_ts(after, now, open_ts, open_filename)
+        if prev_state in ACTIVE and open_ts is not None:
+            ts = open_ts  # the same print all along
+        else:
+            ts = print_start_ts(after, now, open_ts, open_filename)
         event = None
         if prev_state not in ACTIVE and (before is not None or open_ts is None):
             event = "PrintStarted"

@@ -1,7 +1,7 @@
 """Smoke runs of the benchmarks (bench/): each script, with tiny parameters, runs to its end, prints a
 table and a RESULT line. Nothing is asserted about the figures: `make bench` measures them.
 
-The seven scripts run at the same time (each starts its own Mosquitto and servers on free ports), once
+The eight scripts run at the same time (each starts its own Mosquitto and servers on free ports), once
 per module, so that together they add only a few seconds to the suite.
 """
 
@@ -26,6 +26,7 @@ SMOKE_ARGS = {
     "actions": ["--printers", "5", "--sequential", "20", "--duration", "1"],
     "memory": ["--printers", "200", "--gets", "2"],
     "startup": ["--printers", "200", "--runs", "1"],
+    "moonraker": ["--rounds", "5"],
 }
 RESULT_LINE = re.compile(r"^RESULT (\w+) ratio=(\S+) target=(\S+) (PASS|FAIL)$", re.M)
 

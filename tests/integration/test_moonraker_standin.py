@@ -4,10 +4,7 @@ This is the ground the Moonraker dialect's tests stand on."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import queue
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +13,8 @@ import pytest
 
 from bridge.domain.moonraker_snippet import build_moonraker_snippet
 from bridge.mqtt.jsonrpc import RpcReply, decode_reply, encode_request
-from tests.support.broker import Broker, Probe, Received, connected_probe
-from tests.support.moonraker import Moonraker, moonraker_binary, start_moonraker
+from tests.support.broker import Broker, Received, connected_probe
+from tests.support.moonraker import MessageLog, Moonraker, moonraker_binary, start_moonraker
 
 INSTANCE = "standin/printers/1"
 
@@ -36,40 +33,10 @@ def moonraker(broker: Broker, tmp_path: Path) -> Iterator[Moonraker]:
 
 
 @pytest.fixture
-def log(broker: Broker, moonraker: Moonraker) -> Iterator[Log]:
+def log(broker: Broker, moonraker: Moonraker) -> Iterator[MessageLog]:
     with connected_probe(broker) as p:
         p.subscribe(f"{INSTANCE}/#")
-        yield Log(p)
-
-
-class Log:
-    """Everything the probe received, searchable in order without losing messages that arrive out of the
-    order a test waits for them (Moonraker's reply and the status delta race)."""
-
-    def __init__(self, probe: Probe) -> None:
-        self.probe = probe
-        self.seen: list[Received] = []
-        self.pos = 0  # `after()` moves it: searches start here
-
-    def find(self, predicate: Any, timeout: float = 10.0) -> Received:
-        deadline = time.monotonic() + timeout
-        index = self.pos
-        while True:
-            while index < len(self.seen):
-                if predicate(self.seen[index]):
-                    return self.seen[index]
-                index += 1
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no matching message within {timeout} s")
-            with contextlib.suppress(queue.Empty):
-                self.seen.append(self.probe.messages.get(timeout=remaining))
-
-    def mark(self) -> None:
-        """Later searches look only at what arrives from now on."""
-        while not self.probe.messages.empty():
-            self.seen.append(self.probe.messages.get_nowait())
-        self.pos = len(self.seen)
+        yield MessageLog(p)
 
 
 def status_of(msg: Received) -> dict[str, Any]:
@@ -77,12 +44,12 @@ def status_of(msg: Received) -> dict[str, Any]:
     return doc["status"]
 
 
-def klipper_status(log: Log, predicate: Any = lambda s: True, timeout: float = 10.0) -> dict[str, Any]:
+def klipper_status(log: MessageLog, predicate: Any = lambda s: True, timeout: float = 10.0) -> dict[str, Any]:
     msg = log.find(lambda m: m.topic == f"{INSTANCE}/klipper/status" and predicate(status_of(m)), timeout)
     return status_of(msg)
 
 
-def rpc(log: Log, method: str, request_id: str, params: dict[str, Any] | None = None) -> RpcReply:
+def rpc(log: MessageLog, method: str, request_id: str, params: dict[str, Any] | None = None) -> RpcReply:
     log.probe.publish(f"{INSTANCE}/moonraker/api/request", encode_request(method, request_id, params))
     msg = log.find(
         lambda m: m.topic == f"{INSTANCE}/moonraker/api/response" and json.loads(m.payload).get("id") == request_id
@@ -94,7 +61,7 @@ def print_state(status: dict[str, Any]) -> str | None:
     return status.get("print_stats", {}).get("state")
 
 
-def test_online_snapshot_then_deltas_and_pause_confirmed_by_a_delta(log: Log, moonraker: Moonraker) -> None:
+def test_online_snapshot_then_deltas_and_pause_confirmed_by_a_delta(log: MessageLog, moonraker: Moonraker) -> None:
     online = log.find(lambda m: m.topic == f"{INSTANCE}/moonraker/status")
     assert json.loads(online.payload) == {"server": "online"} and online.retain
     snapshot = klipper_status(log, lambda s: "webhooks" in s)
@@ -125,7 +92,7 @@ def test_online_snapshot_then_deltas_and_pause_confirmed_by_a_delta(log: Log, mo
     assert print_state(klipper_status(log, lambda s: print_state(s) is not None)) == "cancelled"
 
 
-def test_a_pause_that_does_nothing_is_still_ok(log: Log, moonraker: Moonraker) -> None:
+def test_a_pause_that_does_nothing_is_still_ok(log: MessageLog, moonraker: Moonraker) -> None:
     klipper_status(log, lambda s: "webhooks" in s)
     moonraker.klippy.start_print()
     moonraker.klippy.pause_macro_noop = True
@@ -133,7 +100,7 @@ def test_a_pause_that_does_nothing_is_still_ok(log: Log, moonraker: Moonraker) -
     assert moonraker.klippy.snapshot()["print_stats"]["state"] == "printing"
 
 
-def test_shutdown_startup_and_a_silent_disconnect(log: Log, moonraker: Moonraker) -> None:
+def test_shutdown_startup_and_a_silent_disconnect(log: MessageLog, moonraker: Moonraker) -> None:
     klipper_status(log, lambda s: "webhooks" in s)
     moonraker.klippy.start_print()
     moonraker.klippy.shutdown("MCU 'mcu' shutdown: Timer too close")
@@ -164,7 +131,7 @@ def test_shutdown_startup_and_a_silent_disconnect(log: Log, moonraker: Moonraker
     assert klipper_status(log, lambda s: "webhooks" in s)["webhooks"]["state"] == "ready"
 
 
-def test_moonraker_stopping_publishes_offline_retained(log: Log, moonraker: Moonraker, broker: Broker) -> None:
+def test_moonraker_stopping_publishes_offline_retained(log: MessageLog, moonraker: Moonraker, broker: Broker) -> None:
     log.find(lambda m: m.topic == f"{INSTANCE}/moonraker/status" and b"online" in m.payload)
     moonraker.stop_moonraker()
     offline = log.find(lambda m: m.topic == f"{INSTANCE}/moonraker/status" and b"offline" in m.payload)
@@ -175,7 +142,9 @@ def test_moonraker_stopping_publishes_offline_retained(log: Log, moonraker: Moon
         assert (retained.payload, retained.retain) == (b'{"server":"offline"}', True)
 
 
-def test_replies_wait_behind_running_gcode_and_malformed_requests_get_errors(log: Log, moonraker: Moonraker) -> None:
+def test_replies_wait_behind_running_gcode_and_malformed_requests_get_errors(
+    log: MessageLog, moonraker: Moonraker
+) -> None:
     klipper_status(log, lambda s: "webhooks" in s)
     moonraker.klippy.start_print()
     moonraker.klippy.gcode_busy_s = 0.3

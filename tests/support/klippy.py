@@ -103,6 +103,7 @@ class KlippyStandIn:
         self.objects = initial_objects(str(sdcard_path or socket_path.parent / "gcodes"))
         self.gcode_busy_s = 0.0  # a G-code "running" now: replies wait this long (set by tests)
         self.pause_macro_noop = False  # a PAUSE macro that does nothing (yet Klipper answers "ok")
+        self.periodic = True  # push time-driven changes (clocks, progress, heaters) every 250 ms; False: quiet
         self.requests: list[str] = []  # methods received, in order (what Moonraker asked)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -344,8 +345,9 @@ class KlippyStandIn:
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
-            self._advance()
-            self._push()
+            if self.periodic:
+                self._advance()
+                self._push()
 
     def _advance(self) -> None:
         """Move the simulation forward to now: heaters, and the print's clocks and progress."""
@@ -414,13 +416,13 @@ class KlippyStandIn:
         self._apply(change)
 
     def set_progress(self, fraction: float, print_duration: float) -> None:
-        """Jump the print to `fraction` done after `print_duration` seconds of printing."""
+        """Jump the print to `fraction` done after `print_duration` seconds of printing (the wall clock of the
+        print, total_duration, goes on as it was)."""
 
         def change() -> None:
             self.objects["virtual_sdcard"]["progress"] = fraction
             self.objects["display_status"]["progress"] = fraction
             self.objects["print_stats"]["print_duration"] = print_duration
-            self._print_started = min(self._print_started, time.monotonic() - print_duration)
 
         self._apply(change)
 

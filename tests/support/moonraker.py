@@ -8,16 +8,19 @@ returned), starts a Klippy stand-in on a unix socket in that folder unless one i
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from tests.support.broker import free_port
+from tests.support.broker import Probe, Received, free_port
 from tests.support.klippy import KlippyStandIn
 from tests.support.processes import end_process, wait_listening
 
@@ -134,3 +137,33 @@ def start_moonraker(workdir: Path, mqtt_section: str, klippy: KlippyStandIn | No
         moonraker.stop()
         raise
     return moonraker
+
+
+class MessageLog:
+    """Everything the probe received, searchable in order without losing messages that arrive out of the
+    order a test waits for them (Moonraker's reply and the status delta race)."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.seen: list[Received] = []
+        self.pos = 0  # `after()` moves it: searches start here
+
+    def find(self, predicate: Any, timeout: float = 10.0) -> Received:
+        deadline = time.monotonic() + timeout
+        index = self.pos
+        while True:
+            while index < len(self.seen):
+                if predicate(self.seen[index]):
+                    return self.seen[index]
+                index += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no matching message within {timeout} s")
+            with contextlib.suppress(queue.Empty):
+                self.seen.append(self.probe.messages.get(timeout=remaining))
+
+    def mark(self) -> None:
+        """Later searches look only at what arrives from now on."""
+        while not self.probe.messages.empty():
+            self.seen.append(self.probe.messages.get_nowait())
+        self.pos = len(self.seen)

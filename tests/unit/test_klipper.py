@@ -204,7 +204,7 @@ def test_reachable_only_with_klippy_connected_and_started(klippy: str, connected
 def test_a_print_starts_with_its_start_time_taken_from_total_duration() -> None:
     before = klipper("standby")
     after = klipper("printing", filename="benchy.gcode", total=12.4)
-    assert print_update(before, after, NOW, None, None) == PrintUpdate(NOW - 12, "PrintStarted", "benchy.gcode")
+    assert print_update(before, after, NOW, None, None) == PrintUpdate(NOW - 12.4, "PrintStarted", "benchy.gcode")
 
 
 def test_the_start_time_stays_the_open_prints_while_the_clock_moves() -> None:
@@ -213,6 +213,12 @@ def test_the_start_time_stays_the_open_prints_while_the_clock_moves() -> None:
     later = klipper("printing", filename="benchy.gcode", total=1010.7)
     assert print_start_ts(later, NOW + 13, opened, "benchy.gcode") == opened
     assert print_update(state, later, NOW + 13, opened, "benchy.gcode") == PrintUpdate(opened, None, "benchy.gcode")
+
+
+def test_a_print_seen_throughout_keeps_its_start_time_whatever_its_clocks_say() -> None:
+    before = klipper("printing", filename="a.gcode", total=10.0)
+    after = klipper("paused", filename="a.gcode", total=500.0)
+    assert print_update(before, after, NOW, NOW - 10, "a.gcode") == PrintUpdate(NOW - 10, "PrintPaused", "a.gcode")
 
 
 def test_another_file_or_a_distant_start_is_another_print() -> None:
