@@ -55,6 +55,7 @@ from bridge.domain.klipper import (
 from bridge.domain.models import PrinterRecord
 from bridge.mqtt.jsonrpc import RpcFormatError, decode_reply, encode_request, peek_id
 from bridge.mqtt.link import NotConnected
+from bridge.mqtt.topics import Topics
 
 log = logging.getLogger("printbridge.moonraker")
 
@@ -166,9 +167,10 @@ class MoonrakerDialect(Dialect):
     def accepts(self, subtopic: str) -> bool:
         return subtopic in ACCEPTED
 
-    def broker_permissions(self, printer_id: int) -> list[BrokerPermission]:
+    @classmethod
+    def broker_permissions(cls, topics: Topics, printer_id: int) -> list[BrokerPermission]:
         """Exactly Moonraker's own topics under the printer's space (its Will is on `moonraker/status`)."""
-        t = self.ctx.topics
+        t = topics
         return [
             BrokerPermission("publish", t.printer(printer_id, SERVER_STATUS)),
             BrokerPermission("publish", t.printer(printer_id, KLIPPER_STATUS)),

@@ -86,7 +86,7 @@ def test_topics_and_the_printers_broker_permissions(dialect: MoonrakerDialect) -
         "pb/printers/+/moonraker/api/response",
         "pb/printers/+/moonraker/status",
     ]
-    assert dialect.broker_permissions(7) == [
+    assert MoonrakerDialect.broker_permissions(TOPICS, 7) == [
         BrokerPermission("publish", f"{SPACE}/moonraker/status"),
         BrokerPermission("publish", f"{SPACE}/klipper/status"),
         BrokerPermission("publish", f"{SPACE}/moonraker/api/response"),
