@@ -55,6 +55,7 @@ from bridge.domain.klipper import (
 from bridge.domain.models import PrinterRecord
 from bridge.mqtt.jsonrpc import RpcFormatError, decode_reply, encode_request, peek_id
 from bridge.mqtt.link import NotConnected
+from bridge.mqtt.payloads import MAX_JSON_BYTES
 from bridge.mqtt.topics import Topics
 
 log = logging.getLogger("printbridge.moonraker")
@@ -72,7 +73,6 @@ AVAILABILITY = "availability"
 DETECTION, SNAPSHOT = "detection", "snapshot"
 ACCEPTED = INBOUND | {AVAILABILITY, DETECTION, SNAPSHOT}
 
-MAX_JSON_BYTES = 256 * 1024
 METHODS = {"pause": "printer.print.pause", "resume": "printer.print.resume", "cancel": "printer.print.cancel"}
 # The print_stats.state that confirms each command (SPEC 10).
 CONFIRMING = {"pause": ("paused",), "resume": ("printing",), "cancel": ("cancelled", "standby")}
@@ -91,6 +91,8 @@ class _ServerStatus(msgspec.Struct):
 
 
 class _KlipperStatus(msgspec.Struct):
+    """A `klipper/status` message, and the result of `printer.objects.query`."""
+
     eventtime: float
     status: dict[str, Any]
 
@@ -99,11 +101,6 @@ class _ServerInfo(msgspec.Struct):
     klippy_connected: bool
     klippy_state: str
     moonraker_version: str | None = None
-
-
-class _QueryResult(msgspec.Struct):
-    eventtime: float
-    status: dict[str, Any]
 
 
 _server_status = msgspec.json.Decoder(_ServerStatus)
@@ -263,7 +260,7 @@ class MoonrakerDialect(Dialect):
             if self._settings(state) is not None and state.known:  # the version to report: with the status
                 return self._status_update(rec, state, state.klipper)
             return (SignOfLife(),)
-        result = _convert(reply.result, _QueryResult, "printer.objects.query")
+        result = _convert(reply.result, _KlipperStatus, "printer.objects.query")
         try:
             full = check_status(result.status)
         except KlipperStateError as exc:
