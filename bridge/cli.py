@@ -71,6 +71,7 @@ def _printer_doc(store: Any, rec: Any) -> dict[str, Any]:
 
 
 def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.domain.agent_config import build_agent_config
     from bridge.http.validation import InvalidInput, parse_printer_body
     from bridge.mqtt.dynsec import printer_username
 
@@ -86,11 +87,11 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     rec = store.create_printer(owner, fields.pop("name"), fields)
     doc = _printer_doc(store, rec)
-    doc["mqtt"] = {
-        "username": printer_username(rec.id),
-        "password": rec.auth_token,
-        "base_topic": settings.base_topic,
-    }
+    username = printer_username(rec.id)
+    doc["mqtt"] = {"username": username, "password": rec.auth_token, "base_topic": settings.base_topic}
+    doc["agent_config"] = build_agent_config(
+        rec, username=username, broker_url=settings.agent_mqtt_url, base_topic=settings.base_topic
+    )
     _out(doc)
     _err("a running `printbridge serve` creates this printer's broker account within a few seconds")
     return 0

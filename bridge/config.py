@@ -66,7 +66,22 @@ class MqttUrl:
 
     def redacted(self) -> str:
         user = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self._netloc()}"
+
+    def without_credentials(self) -> str:
+        """`mqtt://host:port`: the address alone, as it is given to printer agents."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self._netloc()}"
+
+    def _netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _public_mqtt_url(text: str) -> MqttUrl:
+    url = MqttUrl.parse(text)
+    if url.username is not None or url.password is not None:
+        raise ValueError("expected no user:password@ (each agent logs in with its own account)")
+    return url
 
 
 def _positive_float(text: str) -> float:
@@ -160,6 +175,13 @@ _OPTIONS = (
         "refuse a broker that lets anonymous clients publish",
     ),
     _Option("mqtt_protocol", "PRINTBRIDGE_MQTT_PROTOCOL", "--mqtt-protocol", _protocol, "3.1.1 or 5"),
+    _Option(
+        "public_mqtt_url",
+        "PRINTBRIDGE_PUBLIC_MQTT_URL",
+        "--public-mqtt-url",
+        _public_mqtt_url,
+        "broker URL given to printer agents",
+    ),
 )
 
 
@@ -179,10 +201,17 @@ class Settings:
     # 3.1.1 is the default: printbridge absorbed ~15,400 status msg/s with it against ~13,000 with MQTT 5
     # (bench/RESULTS.md, `bench.ingest --protocol`), and cmd_id in the payload correlates acks on either.
     mqtt_protocol: str = "3.1.1"
+    # None: the bridge's own broker URL without credentials (SPEC 10), see `agent_mqtt_url`.
+    public_mqtt_url: MqttUrl | None = None
     # Not user settings: how often coalesced status writes are flushed and stale statuses swept.
     flush_interval_s: float = 0.05
     sweep_interval_s: float = 1.0
     reconcile_interval_s: float = 1.0
+
+    @property
+    def agent_mqtt_url(self) -> str:
+        """The broker URL printer agents are told to use (PRINTBRIDGE_PUBLIC_MQTT_URL)."""
+        return (self.public_mqtt_url or self.mqtt_url).without_credentials()
 
     def check(self) -> Settings:
         if self.ha_prefix == self.base_topic:
@@ -210,7 +239,7 @@ def load_settings(environ: Mapping[str, str] | None = None, flags: Mapping[str, 
         try:
             values[opt.attr] = opt.parse(raw)
         except ValueError as exc:
-            shown = _PASSWORD_IN_URL.sub(r"\1***@", raw) if opt.attr == "mqtt_url" else raw
+            shown = _PASSWORD_IN_URL.sub(r"\1***@", raw) if opt.attr in ("mqtt_url", "public_mqtt_url") else raw
             raise ConfigError(f"{source}: invalid value {shown!r}: {exc}") from None
     settings = Settings(**values)
     try:
@@ -227,5 +256,9 @@ def describe() -> list[tuple[str, str, str]]:
     for opt in _OPTIONS:
         assert opt.attr in names
         default = getattr(defaults, opt.attr)
-        rows.append((opt.env, str(default.redacted() if isinstance(default, MqttUrl) else default), opt.help))
+        if opt.attr == "public_mqtt_url":
+            shown = "the broker URL without credentials"
+        else:
+            shown = str(default.redacted() if isinstance(default, MqttUrl) else default)
+        rows.append((opt.env, shown, opt.help))
     return rows

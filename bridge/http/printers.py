@@ -12,6 +12,7 @@ from litestar.response import Stream
 
 from bridge.actions import ActionOutcome
 from bridge.core import Bridge
+from bridge.domain.agent_config import AgentConfig, build_agent_config
 from bridge.domain.models import PrinterRecord
 from bridge.http.auth import caller
 from bridge.http.deps import BridgeDep, UserId
@@ -25,6 +26,7 @@ from bridge.http.validation import (
     parse_overwrite,
     parse_printer_body,
 )
+from bridge.mqtt.dynsec import printer_username
 
 _encoder = msgspec.json.Encoder()
 _JSON = "application/json"
@@ -147,6 +149,17 @@ class PrinterController(Controller):
         rec = _visible(bridge, user_id, printer_id, request)
         await bridge.rotate_printer_token(rec)
         return json_response(bridge.store.printer_json(rec))
+
+    @get("/{printer_id:int}/agent_config", summary="What the printer's agent needs to connect (SPEC 10)")
+    async def agent_config(
+        self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any], printer_id: PrinterId
+    ) -> AgentConfig:
+        rec = _visible(bridge, user_id, printer_id, request)
+        settings = bridge.settings
+        config = build_agent_config(
+            rec, username=printer_username(rec.id), broker_url=settings.agent_mqtt_url, base_topic=settings.base_topic
+        )
+        return json_response(_encoder.encode(config))
 
     @get("/{printer_id:int}/pic", summary="The latest snapshot", media_type="image/jpeg")
     async def pic(

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bridge.dialects.moonraker import MoonrakerDialect
-from bridge.domain.moonraker_snippet import build_moonraker_snippet, instance_name
+from bridge.domain.moonraker_snippet import instance_name
 from tests.support.broker import Broker, connected_probe, requires_dynsec
 from tests.support.env import BridgeEnv, running_bridge, wait_for
 from tests.support.moonraker import MessageLog, Moonraker, moonraker_binary, start_moonraker
@@ -40,13 +40,16 @@ async def moonraker_printer(env: BridgeEnv, name: str = "Voron 2.4") -> tuple[di
 
 
 async def mqtt_section(env: BridgeEnv, printer: dict[str, Any]) -> str:
-    """The `[mqtt]` section printbridge gives for the printer."""
-    return build_moonraker_snippet(
-        f"mqtt://{env.broker.host}:{env.broker.port}",
-        f"printer-{printer['id']}",
-        printer["auth_token"],
-        instance_name(env.settings.base_topic, printer["id"]),
-    )
+    """The `[mqtt]` section printbridge gives for the printer (`agent_config`, SPEC 10), as a user pastes it."""
+    resp = await env.client.get(f"/api/v1/printers/{printer['id']}/agent_config/", headers=env.auth())
+    assert resp.status_code == 200, resp.text
+    config: dict[str, Any] = resp.json()
+    login = {"url": f"mqtt://{env.broker.host}:{env.broker.port}", "username": f"printer-{printer['id']}"}
+    assert config["dialect"] == "moonraker"
+    assert config["broker"] == {**login, "password": printer["auth_token"]}
+    section: str = config["snippet"]
+    assert f"instance_name: {instance_name(env.settings.base_topic, printer['id'])}\n" in section
+    return section
 
 
 class Klipper:
@@ -505,7 +508,11 @@ async def test_a_printer_added_by_the_cli_with_the_moonraker_dialect(env: Bridge
     """`printbridge printer add --dialect moonraker` while `serve` runs: the bridge picks the printer up, makes
     its broker account, and Moonraker configured with its section brings its status."""
     cli = {k: v for k, v in os.environ.items() if not k.startswith("PRINTBRIDGE_")}
-    cli.update(PRINTBRIDGE_DB=str(env.settings.db_path), PRINTBRIDGE_BASE_TOPIC=env.settings.base_topic)
+    cli.update(
+        PRINTBRIDGE_DB=str(env.settings.db_path),
+        PRINTBRIDGE_BASE_TOPIC=env.settings.base_topic,
+        PRINTBRIDGE_MQTT_URL=f"mqtt://{env.broker.host}:{env.broker.port}",
+    )
     printbridge = Path(sys.executable).with_name("printbridge")
     command = [str(printbridge), "printer", "add", "--owner", "alice", "--name", "Trident", "--dialect", "moonraker"]
     done = await asyncio.to_thread(subprocess.run, command, env=cli, capture_output=True, text=True, timeout=30)
@@ -516,7 +523,19 @@ async def test_a_printer_added_by_the_cli_with_the_moonraker_dialect(env: Bridge
         lambda: env.bridge.store.broker_tokens().get(printer["id"]) == printer["auth_token"],
         what="the printer's broker account, made by serve",
     )
-    moonraker = await asyncio.to_thread(start_moonraker, tmp_path / "moonraker", await mqtt_section(env, printer))
+    assert printer["agent_config"] == {
+        "dialect": "moonraker",
+        "broker": {
+            "url": f"mqtt://{env.broker.host}:{env.broker.port}",
+            "username": f"printer-{printer['id']}",
+            "password": printer["auth_token"],
+        },
+        "base_topic": env.settings.base_topic,
+        "printer_id": printer["id"],
+        "snippet": await mqtt_section(env, printer),
+    }
+    section = printer["agent_config"]["snippet"]
+    moonraker = await asyncio.to_thread(start_moonraker, tmp_path / "moonraker", section)
     try:
         k = Klipper(env, printer, moonraker)
         ready = await k.until_text("Operational")

@@ -1,0 +1,77 @@
+"""What a printer's agent needs to connect (SPEC 10 `agent_config`): pure builders, one per dialect.
+
+`build_agent_config` picks the snippet builder for the printer's dialect from `SNIPPET_BUILDERS`; a new
+dialect adds its builder to that table (an unknown dialect is a programming error, a KeyError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from bridge.domain.models import PrinterRecord
+from bridge.domain.moonraker_snippet import build_moonraker_snippet, instance_name
+
+# The OctoPrint plugin's identifier (its entry point name in agents/octoprint), i.e. its key under
+# `plugins:` in OctoPrint's config.yaml, and the setting names its settings page saves.
+OCTOPRINT_PLUGIN_IDENTIFIER = "printbridge"
+
+
+class BrokerLogin(msgspec.Struct):
+    url: str
+    username: str
+    password: str
+
+
+class AgentConfig(msgspec.Struct):
+    dialect: str
+    broker: BrokerLogin
+    base_topic: str
+    printer_id: int
+    snippet: str
+
+
+def _yaml_scalar(value: str | int) -> str:
+    # A JSON string is a YAML double-quoted scalar: every character the password or URL may hold survives.
+    return msgspec.json.encode(value).decode()
+
+
+def build_octoprint_snippet(broker: BrokerLogin, base_topic: str, printer_id: int) -> str:
+    """The OctoPrint plugin's settings as YAML, to go under `plugins:` in OctoPrint's config.yaml."""
+    settings: dict[str, Any] = {
+        "broker_url": broker.url,
+        "printer_id": printer_id,
+        "password": broker.password,
+        "base_topic": base_topic,
+    }
+    lines = [f"{OCTOPRINT_PLUGIN_IDENTIFIER}:"]
+    lines += [f"  {key}: {_yaml_scalar(value)}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+SnippetBuilder = Callable[[BrokerLogin, str, int], str]
+
+
+def build_moonraker_section(broker: BrokerLogin, base_topic: str, printer_id: int) -> str:
+    """The `[mqtt]` section of moonraker.conf (`bridge.domain.moonraker_snippet`)."""
+    return build_moonraker_snippet(broker.url, broker.username, broker.password, instance_name(base_topic, printer_id))
+
+
+SNIPPET_BUILDERS: dict[str, SnippetBuilder] = {
+    "printbridge": build_octoprint_snippet,
+    "moonraker": build_moonraker_section,
+}
+
+
+def printer_dialect(rec: PrinterRecord) -> str:
+    """The protocol the printer's agent speaks (its `dialect`, fixed when it was created)."""
+    return rec.dialect
+
+
+def build_agent_config(rec: PrinterRecord, *, username: str, broker_url: str, base_topic: str) -> AgentConfig:
+    dialect = printer_dialect(rec)
+    broker = BrokerLogin(url=broker_url, username=username, password=rec.auth_token)
+    snippet = SNIPPET_BUILDERS[dialect](broker, base_topic, rec.id)
+    return AgentConfig(dialect=dialect, broker=broker, base_topic=base_topic, printer_id=rec.id, snippet=snippet)
