@@ -185,6 +185,22 @@ async def test_status_and_print_life_cycle_in_rest_and_home_assistant(klipper: K
     assert ended["print"]["id"] == current["id"]
     assert ended["print"]["finished_at"] is not None and ended["print"]["cancelled_at"] is None
     await klipper.ha_state(lambda s: not s["printing"] and s["current_print_id"] is None, "HA: idle again")
+    assert klipper.log is not None
+    mirror = await asyncio.to_thread(
+        klipper.log.find, lambda m: m.topic == klipper.env.topics.availability(klipper.pid)
+    )
+    assert mirror.payload == b"online"  # what Home Assistant's availability reads, kept by the bridge
+    await asyncio.to_thread(discovered_as_moonraker, klipper)
+
+
+def discovered_as_moonraker(klipper: Klipper) -> None:
+    """Home Assistant's device for the printer names Moonraker as its model, with its version."""
+    topic = klipper.env.topics.ha_device_config(klipper.pid)
+    with connected_probe(klipper.env.broker) as probe:
+        probe.subscribe(topic)
+        doc = json.loads(probe.expect(lambda m: m.topic == topic and b'"model":"moonraker"' in m.payload).payload)
+    assert doc["device"]["model"] == "moonraker"
+    assert doc["device"]["sw_version"]
 
 
 async def test_a_print_error_and_a_klipper_shutdown_fail_the_print(klipper: Klipper) -> None:
