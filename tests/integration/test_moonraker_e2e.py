@@ -497,8 +497,11 @@ async def test_a_detected_failure_pauses_through_moonraker_and_is_confirmed(klip
     detector = klipper.env.bridge.detector
     frames = [b'{"p": 0.0}'] * 30 + [b'{"p": 20.0}']  # 30 calm frames, then one far in pause territory
 
+    jpeg = b"\xff\xd8\xff\xe0" + b"frame" * 100
+
     def publish() -> None:
-        with connected_probe(klipper.env.broker) as probe:  # a detector, with credentials of its own
+        with connected_probe(klipper.env.broker) as probe:  # a detector and camera, with credentials of their own
+            probe.publish(klipper.env.topics.snapshot(klipper.pid), jpeg)
             for payload in frames:
                 probe.publish(topic, payload)
 
@@ -518,6 +521,8 @@ async def test_a_detected_failure_pauses_through_moonraker_and_is_confirmed(klip
     row = await wait_for(outcome, what="the automatic pause's outcome")
     assert (row["cmd"], row["initiator"], row["outcome"], row["error"]) == ("pause", "system", "acked", None)
     assert klipper.klippy.snapshot()["print_stats"]["state"] == "paused"
+    pic = await klipper.env.client.get(f"/api/v1/printers/{klipper.pid}/pic", headers=klipper.env.auth())
+    assert (pic.status_code, pic.content) == (200, jpeg)
 
 
 async def test_a_printer_added_by_the_cli_with_the_moonraker_dialect(env: BridgeEnv, tmp_path: Path) -> None:
