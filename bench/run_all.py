@@ -15,7 +15,17 @@ import time
 
 from bench.common import ROOT
 
-BENCHMARKS = ["http_list", "http_single", "ingest", "freshness", "actions", "memory", "startup", "moonraker"]
+BENCHMARKS = [
+    "http_list",
+    "http_single",
+    "change_check",
+    "ingest",
+    "freshness",
+    "actions",
+    "memory",
+    "startup",
+    "moonraker",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from bridge.mqtt.topics import TopicError, check_base
+from bridge.mqtt.url import MqttUrl as MqttUrl  # a setting's type, defined with the broker connection
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -32,49 +32,6 @@ def parse_bool(text: str) -> bool:
     if low in _FALSE:
         return False
     raise ValueError("expected true/false, 1/0 or yes/no")
-
-
-@dataclass(frozen=True, slots=True)
-class MqttUrl:
-    tls: bool
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, text: str) -> MqttUrl:
-        parts = urlsplit(text)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
-        if not parts.hostname:
-            raise ValueError("missing host")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("expected no path or query")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            raise ValueError("invalid port") from None
-        return cls(
-            tls=tls,
-            host=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-        )
-
-    def redacted(self) -> str:
-        user = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self._netloc()}"
-
-    def without_credentials(self) -> str:
-        """`mqtt://host:port`: the address alone, as it is given to printer agents."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self._netloc()}"
-
-    def _netloc(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
 
 
 def _public_mqtt_url(text: str) -> MqttUrl:
@@ -201,7 +158,7 @@ class Settings:
     # 3.1.1 is the default: printbridge absorbed ~15,400 status msg/s with it against ~13,000 with MQTT 5
     # (bench/RESULTS.md, `bench.ingest --protocol`), and cmd_id in the payload correlates acks on either.
     mqtt_protocol: str = "3.1.1"
-    # None: the bridge's own broker URL without credentials (SPEC 10), see `agent_mqtt_url`.
+    # None: the bridge's own broker URL without credentials (docs/rest.md, agent_config), see `agent_mqtt_url`.
     public_mqtt_url: MqttUrl | None = None
     # Not user settings: how often coalesced status writes are flushed and stale statuses swept.
     flush_interval_s: float = 0.05

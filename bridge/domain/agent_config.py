@@ -1,4 +1,4 @@
-"""What a printer's agent needs to connect (SPEC 10 `agent_config`): pure builders, one per dialect.
+"""What a printer's agent needs to connect (`agent_config`, docs/rest.md): pure builders, one per dialect.
 
 `build_agent_config` picks the snippet builder for the printer's dialect from `SNIPPET_BUILDERS`; a new
 dialect adds its builder to that table (an unknown dialect is a programming error, a KeyError).
@@ -65,13 +65,8 @@ SNIPPET_BUILDERS: dict[str, SnippetBuilder] = {
 }
 
 
-def printer_dialect(rec: PrinterRecord) -> str:
-    """The protocol the printer's agent speaks (its `dialect`, fixed when it was created)."""
-    return rec.dialect
-
-
 def build_agent_config(rec: PrinterRecord, *, username: str, broker_url: str, base_topic: str) -> AgentConfig:
-    dialect = printer_dialect(rec)
+    dialect = rec.dialect
     broker = BrokerLogin(url=broker_url, username=username, password=rec.auth_token)
     snippet = SNIPPET_BUILDERS[dialect](broker, base_topic, rec.id)
     return AgentConfig(dialect=dialect, broker=broker, base_topic=base_topic, printer_id=rec.id, snippet=snippet)

@@ -1,4 +1,4 @@
-"""`GET /api/v1/printers/{id}/agent_config/` (SPEC 10): what the printer's agent needs, to its owner only."""
+"""`GET /api/v1/printers/{id}/agent_config/` (docs/rest.md): what the printer's agent needs, to its owner only."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ async def moonraker_printer(env: BridgeEnv, name: str = "Voron 2.4") -> tuple[di
     printer = await env.create_printer(name, dialect="moonraker")
     assert printer["dialect"] == "moonraker"
     await wait_for(
-        lambda: env.bridge.store.broker_tokens().get(printer["id"]) == printer["auth_token"],
+        lambda: env.bridge.store.accounts.broker_tokens().get(printer["id"]) == printer["auth_token"],
         what="the printer's broker account",
     )
     return printer, await mqtt_section(env, printer)
@@ -334,7 +334,7 @@ async def test_a_silent_klippy_disconnect_is_noticed_by_the_poll(fast_poll: None
 async def test_an_idle_printer_does_not_go_stale_while_moonraker_answers(fast_poll: None, klipper: Klipper) -> None:
     """Klipper idle publishes nothing; the answers to server.info keep the status fresh, well past the TTL."""
     klipper.klippy.periodic = False  # not even the clocks: nothing at all from Klipper
-    rec = klipper.env.bridge.store.get(klipper.pid)
+    rec = klipper.env.bridge.store.printers.get(klipper.pid)
     assert rec is not None
     ttl = klipper.env.settings.status_ttl_s
     for _ in range(3):
@@ -541,7 +541,7 @@ async def test_a_printer_added_by_the_cli_with_the_moonraker_dialect(env: Bridge
     printer = json.loads(done.stdout)
     assert printer["dialect"] == "moonraker"
     await wait_for(
-        lambda: env.bridge.store.broker_tokens().get(printer["id"]) == printer["auth_token"],
+        lambda: env.bridge.store.accounts.broker_tokens().get(printer["id"]) == printer["auth_token"],
         what="the printer's broker account, made by serve",
     )
     assert printer["agent_config"] == {

@@ -1,5 +1,5 @@
 """The OctoPrint plugin's MQTT link against a real Mosquitto (no OctoPrint needed): TCP_NODELAY on its
-socket (SPEC 9), a retained `online` after connecting, and `offline` published on a clean stop."""
+socket (docs/mqtt.md), a retained `online` after connecting, and `offline` published on a clean stop."""
 
 from __future__ import annotations
 

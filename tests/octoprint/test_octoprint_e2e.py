@@ -26,8 +26,10 @@ import yaml
 from octoprint_printbridge.settings import DEFAULTS
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bridge.agent.client import set_nodelay
+from bridge.agent.jpeg import build_grey_jpeg
+from bridge.agent.simulator import Simulator, SimulatorConfig, SimulatorError
 from bridge.mqtt.topics import Topics
-from bridge.simulator import Simulator, SimulatorConfig, SimulatorError, build_grey_jpeg, set_nodelay
 from tests.octoprint.figures import FIGURES
 from tests.reliability.serve import Served
 from tests.support.broker import Broker, connected_probe, free_port, start_broker

@@ -16,9 +16,9 @@ from octoprint_printbridge.pause import PauseSequence
 from octoprint_printbridge.settings import DEFAULTS, SettingsError, parse_settings
 from octoprint_printbridge.status import PrintTracker, build_settings, build_status, build_temperatures
 
+from bridge.agent.messages import StatusMessage as SimulatorMessage
 from bridge.domain.agent_config import OCTOPRINT_PLUGIN_IDENTIFIER, BrokerLogin, build_octoprint_snippet
 from bridge.mqtt.payloads import decode_agent_message
-from bridge.simulator import AgentMessage as SimulatorMessage
 
 # -- settings -------------------------------------------------------------------------------------------
 

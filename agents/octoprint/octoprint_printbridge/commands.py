@@ -1,4 +1,4 @@
-"""Commands from printbridge (SPEC 5.3) run on OctoPrint's printer, and acked truthfully. Pure: the printer
+"""Commands from printbridge (its docs/mqtt.md) run on OctoPrint's printer, and acked truthfully. Pure: the printer
 is reached through the small `PrinterControl` interface, which the plugin implements with OctoPrint's.
 
 An ack is `ok: true` only when OctoPrint accepted the command and entered the state asked for (Pausing or

@@ -39,7 +39,7 @@ class Topics:
 
 
 def set_nodelay(sock: Any) -> None:
-    """printbridge SPEC 9: without TCP_NODELAY every MQTT round trip costs 40-90 ms."""
+    """printbridge docs/mqtt.md: without TCP_NODELAY every MQTT round trip costs 40-90 ms."""
     if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

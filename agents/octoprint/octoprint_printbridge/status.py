@@ -1,4 +1,4 @@
-"""The agent message (printbridge's SPEC 5.2) built from what OctoPrint reports. Pure: no OctoPrint import.
+"""The agent message (printbridge's docs/mqtt.md) built from what OctoPrint reports. Pure: no OctoPrint import.
 
 The shape is the one `printbridge simulate` sends: `status` with `_ts`, `state` (text and the eight flags),
 `job.file.name`, `progress` (completion %, printTime, printTimeLeft) and `temperatures` (tools and bed
