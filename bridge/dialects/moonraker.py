@@ -26,7 +26,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -44,9 +44,7 @@ from bridge.domain.inputs import (
 from bridge.domain.klipper import (
     STATUS_OBJECTS,
     KlipperState,
-    KlipperStateError,
     build_status,
-    check_status,
     is_reachable,
     merge_status,
     print_state,
@@ -55,7 +53,12 @@ from bridge.domain.klipper import (
 from bridge.domain.models import PrinterRecord
 from bridge.mqtt.jsonrpc import RpcFormatError, decode_reply, encode_request, peek_id
 from bridge.mqtt.link import NotConnected
-from bridge.mqtt.payloads import MAX_JSON_BYTES
+from bridge.mqtt.moonraker_payloads import (
+    decode_klipper_status,
+    decode_query_result,
+    decode_server_info,
+    decode_server_status,
+)
 from bridge.mqtt.topics import Topics
 
 log = logging.getLogger("printbridge.moonraker")
@@ -86,43 +89,7 @@ REQUEST_QOS = 0
 REMEMBERED_REQUESTS = 1024  # request ids awaiting a reply (a timed-out command's id is forgotten eventually)
 
 
-class _ServerStatus(msgspec.Struct):
-    server: Literal["online", "offline"]
-
-
-class _KlipperStatus(msgspec.Struct):
-    """A `klipper/status` message, and the result of `printer.objects.query`."""
-
-    eventtime: float
-    status: dict[str, Any]
-
-
-class _ServerInfo(msgspec.Struct):
-    klippy_connected: bool
-    klippy_state: str
-    moonraker_version: str | None = None
-
-
-_server_status = msgspec.json.Decoder(_ServerStatus)
-_klipper_status = msgspec.json.Decoder(_KlipperStatus)
 _encoder = msgspec.json.Encoder()
-_DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
-
-
-def _decode(decoder: msgspec.json.Decoder[Any], payload: bytes, what: str) -> Any:
-    if len(payload) > MAX_JSON_BYTES:
-        raise PayloadError(f"{what}: payload of {len(payload)} bytes is over the {MAX_JSON_BYTES}-byte limit")
-    try:
-        return decoder.decode(payload)
-    except _DECODE_ERRORS as exc:
-        raise PayloadError(f"{what}: {exc}") from None
-
-
-def _convert(value: Any, kind: type[Any], what: str) -> Any:
-    try:
-        return msgspec.convert(value, kind)
-    except msgspec.ValidationError as exc:
-        raise PayloadError(f"{what}: {exc}") from None
 
 
 @dataclass
@@ -199,7 +166,7 @@ class MoonrakerDialect(Dialect):
         raise PayloadError(f"not a {self.name} topic: {subtopic}")
 
     def _server_status(self, rec: PrinterRecord, payload: bytes) -> Sequence[Input]:
-        online = _decode(_server_status, payload, SERVER_STATUS).server == "online"
+        online = decode_server_status(payload)
         state = self._state(rec.id)
         state.moonraker_online = online
         self.ctx.publisher.publish_nowait(
@@ -213,11 +180,7 @@ class MoonrakerDialect(Dialect):
         return (Availability(False), StatusUpdate(None, None))
 
     def _klipper_status(self, rec: PrinterRecord, payload: bytes) -> Sequence[Input]:
-        message = _decode(_klipper_status, payload, KLIPPER_STATUS)
-        try:
-            delta = check_status(message.status)
-        except KlipperStateError as exc:
-            raise PayloadError(f"{KLIPPER_STATUS}: {exc}") from None
+        delta = decode_klipper_status(payload)
         state = self._state(rec.id)
         state.klippy_connected = True  # Moonraker publishes Klipper's status only while Klippy is connected
         before = state.klipper if state.known else None
@@ -250,7 +213,7 @@ class MoonrakerDialect(Dialect):
                 return self._klippy_gone(rec, state)
             return (SignOfLife(),)
         if kind == "info":
-            info = _convert(reply.result, _ServerInfo, "server.info")
+            info = decode_server_info(reply.result)
             state.moonraker_version = info.moonraker_version
             if not info.klippy_connected or info.klippy_state == "disconnected":
                 return self._klippy_gone(rec, state)
@@ -260,11 +223,7 @@ class MoonrakerDialect(Dialect):
             if self._settings(state) is not None and state.known:  # the version to report: with the status
                 return self._status_update(rec, state, state.klipper)
             return (SignOfLife(),)
-        result = _convert(reply.result, _KlipperStatus, "printer.objects.query")
-        try:
-            full = check_status(result.status)
-        except KlipperStateError as exc:
-            raise PayloadError(f"printer.objects.query: {exc}") from None
+        full = decode_query_result(reply.result)
         before = state.klipper if state.known else None
         state.klipper = merge_status(state.klipper, full)
         state.klippy_connected = True
