@@ -306,11 +306,10 @@ class KlippyStandIn:
                 return
             self._advance()
             self._end_print("cancelled")
-        elif cmd == "M104" or cmd == "M140":
+        elif cmd in ("M104", "M140"):
             target = next((float(w[1:]) for w in words[1:] if w.upper().startswith("S")), 0.0)
             self.objects["extruder" if cmd == "M104" else "heater_bed"]["target"] = target
-        elif cmd and not cmd.startswith(";"):
-            pass  # unknown G-code: real Klipper answers "ok" too (with an error line on the console)
+        # any other G-code: real Klipper answers "ok" too (with an error line on its console)
 
     # -- status -------------------------------------------------------------------------------------------
 
