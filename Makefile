@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-test
 RUN_STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-mosquitto install-wrk install-chromium run test lint format bench soak clean octoprint-venv
+.PHONY: install install-mosquitto install-moonraker install-wrk install-chromium run test lint format bench soak clean octoprint-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(RUN_STAMP)
 
 install: $(STAMP)
+
+# Real Moonraker for the Klipper tests and benchmark, in its own venv (its pins are not ours), installed
+# once per venv: the stamp names the version, so changing MOONRAKER_VERSION reinstalls.
+MOONRAKER_VERSION := 0.11.0
+MOONRAKER_VENV := .venv-moonraker
+MOONRAKER_STAMP := $(MOONRAKER_VENV)/.installed-$(MOONRAKER_VERSION)
+
+$(MOONRAKER_STAMP):
+	rm -rf $(MOONRAKER_VENV)
+	$(PYTHON) -m venv $(MOONRAKER_VENV)
+	$(MOONRAKER_VENV)/bin/pip install -q 'moonraker==$(MOONRAKER_VERSION)'
+	touch $@
+
+install-moonraker: $(MOONRAKER_STAMP)
 
 install-mosquitto:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
@@ -49,7 +63,7 @@ format: install
 	$(BIN)/ruff check --fix bridge tests bench agents/octoprint
 	$(BIN)/ruff format bridge tests bench agents/octoprint
 
-test: install install-mosquitto install-wrk install-chromium octoprint-venv lint
+test: install install-mosquitto install-moonraker install-wrk install-chromium octoprint-venv lint
 	PATH="$$PATH:/usr/sbin" $(BIN)/pytest -q
 
 soak: install install-mosquitto
@@ -63,7 +77,7 @@ install-wrk:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; \
 	fi
 
-bench: install install-mosquitto install-wrk
+bench: install install-mosquitto install-moonraker install-wrk
 	@$(BIN)/python -c "import granian" 2>/dev/null || $(BIN)/pip install -q 'granian>=2,<3'  # server comparison only
 	PATH="$$PATH:/usr/sbin" $(BIN)/python -m bench.run_all
 
@@ -89,4 +103,4 @@ $(OCTOPRINT_STAMP): $(OCTOPRINT_PLUGIN_FILES)
 octoprint-venv: $(OCTOPRINT_STAMP)
 
 clean:
-	rm -rf $(VENV) $(OCTOPRINT_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MOONRAKER_VENV) $(OCTOPRINT_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ BENCHMARKS = [
     "memory",
     "startup",
     "stream",
+    "moonraker",
 ]
 
 

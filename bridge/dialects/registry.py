@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from bridge.dialects.base import Dialect, DialectContext
+from bridge.dialects.moonraker import MoonrakerDialect
 from bridge.dialects.printbridge import PrintbridgeDialect
 
 DEFAULT_DIALECT = PrintbridgeDialect.name
 
 DIALECTS: dict[str, type[Dialect]] = {
     PrintbridgeDialect.name: PrintbridgeDialect,
+    MoonrakerDialect.name: MoonrakerDialect,
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from bridge.domain.models import PrinterRecord
+from bridge.domain.moonraker_snippet import build_moonraker_snippet, instance_name
 
 # The OctoPrint plugin's identifier (its entry point name in agents/octoprint), i.e. its key under
 # `plugins:` in OctoPrint's config.yaml, and the setting names its settings page saves.
@@ -52,8 +53,15 @@ def build_octoprint_snippet(broker: BrokerLogin, base_topic: str, printer_id: in
 
 SnippetBuilder = Callable[[BrokerLogin, str, int], str]
 
+
+def build_moonraker_section(broker: BrokerLogin, base_topic: str, printer_id: int) -> str:
+    """The `[mqtt]` section of moonraker.conf (`bridge.domain.moonraker_snippet`)."""
+    return build_moonraker_snippet(broker.url, broker.username, broker.password, instance_name(base_topic, printer_id))
+
+
 SNIPPET_BUILDERS: dict[str, SnippetBuilder] = {
     "printbridge": build_octoprint_snippet,
+    "moonraker": build_moonraker_section,
 }
 
 

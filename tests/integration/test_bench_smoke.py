@@ -28,6 +28,7 @@ SMOKE_ARGS = {
     "memory": ["--printers", "200", "--gets", "2"],
     "startup": ["--printers", "200", "--runs", "1"],
     "stream": ["--printers", "20", "--clients", "3", "--client-processes", "1", "--seconds", "4", "--publishers", "1"],
+    "moonraker": ["--rounds", "5"],
 }
 RESULT_LINE = re.compile(r"^RESULT (\w+) ratio=(\S+) target=(\S+) (PASS|FAIL)$", re.M)
 

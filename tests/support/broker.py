@@ -38,6 +38,7 @@ from bridge.mqtt.dynsec import (
     encode_request,
     parse_response,
 )
+from tests.support.processes import end_process, wait_listening
 
 ENV_URL = "PRINTBRIDGE_TEST_MQTT_URL"
 DYNSEC_PLUGIN_CANDIDATES = (
@@ -103,13 +104,7 @@ class Broker:
     def stop(self) -> None:
         """Terminate the broker and wait for it (it saves its database first). Idempotent."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        end_process(process)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -136,16 +131,10 @@ class Broker:
             stdout=self._log_file,
             stderr=self._log_file,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self.stop()
-                raise BrokerError(f"mosquitto exited at start-up:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.2):
-                return
-            time.sleep(0.01)
-        self.stop()
-        raise BrokerError(f"mosquitto did not accept connections within {START_TIMEOUT_S} s:\n{self.log_tail()}")
+        failure = wait_listening(self._process, self.host, self.port, START_TIMEOUT_S)
+        if failure is not None:
+            self.stop()
+            raise BrokerError(f"mosquitto {failure}:\n{self.log_tail()}")
 
 
 def build_test_config(workdir: Path, port: int, plugin: Path) -> str:
