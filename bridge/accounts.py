@@ -113,7 +113,10 @@ class Accounts:
         if not self._warned:
             self._warned = True
             open_to_all = await asyncio.to_thread(
-                anonymous_can_publish, self.link.url, f"{self.topics.base}/bridge/anonymous-probe"
+                anonymous_can_publish,
+                self.link.url,
+                f"{self.topics.base}/bridge/anonymous-probe",
+                ca_file=self.link.ca_file,
             )
             if open_to_all:
                 log.warning(

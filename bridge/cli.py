@@ -175,7 +175,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.require_broker_auth:
         from bridge.mqtt.brokercheck import anonymous_can_publish
 
-        verdict = anonymous_can_publish(settings.mqtt_url, f"{settings.base_topic}/bridge/anonymous-probe")
+        verdict = anonymous_can_publish(
+            settings.mqtt_url, f"{settings.base_topic}/bridge/anonymous-probe", ca_file=settings.mqtt_ca
+        )
         if verdict is None:
             _err("PRINTBRIDGE_REQUIRE_BROKER_AUTH: cannot reach the broker to check it; not starting")
             return 2
@@ -217,6 +219,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         host=url.host,
         port=url.port,
         tls=url.tls,
+        ca_file=str(settings.mqtt_ca) if url.tls and settings.mqtt_ca else None,
         base_topic=settings.base_topic,
         print_duration_s=args.print_duration,
         status_interval_s=args.status_interval,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from bridge.mqtt.tls import CertificateProblem, load_ca_file
 from bridge.mqtt.topics import TopicError, check_base
 
 _TRUE = {"true", "1", "yes"}
@@ -108,6 +109,15 @@ def _base(text: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _ca_file(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("expected the path of a PEM file")
+    try:
+        return load_ca_file(Path(text))
+    except CertificateProblem as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _db(text: str) -> Path:
     if not text.strip():
         raise ValueError("expected a file path")
@@ -126,6 +136,7 @@ class _Option:
 _OPTIONS = (
     _Option("db_path", "PRINTBRIDGE_DB", "--db", _db, "SQLite file"),
     _Option("mqtt_url", "PRINTBRIDGE_MQTT_URL", "--mqtt-url", MqttUrl.parse, "broker URL"),
+    _Option("mqtt_ca", "PRINTBRIDGE_MQTT_CA", "--mqtt-ca", _ca_file, "CA file (PEM) for an mqtts:// broker"),
     _Option("base_topic", "PRINTBRIDGE_BASE_TOPIC", "--base-topic", _base, "first topic level"),
     _Option("http_host", "PRINTBRIDGE_HTTP_HOST", "--http-host", _host, "HTTP listen address"),
     _Option("http_port", "PRINTBRIDGE_HTTP_PORT", "--http-port", _port, "HTTP listen port"),
@@ -167,6 +178,7 @@ _OPTIONS = (
 class Settings:
     db_path: Path = Path("./data/printbridge.db")
     mqtt_url: MqttUrl = field(default_factory=lambda: MqttUrl.parse("mqtt://127.0.0.1:1883"))
+    mqtt_ca: Path | None = None  # trust only this CA (PEM) for an mqtts:// broker; None: the system's
     base_topic: str = "printbridge"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -187,6 +199,8 @@ class Settings:
     def check(self) -> Settings:
         if self.ha_prefix == self.base_topic:
             raise ConfigError("PRINTBRIDGE_HA_PREFIX: must differ from PRINTBRIDGE_BASE_TOPIC")
+        if self.mqtt_ca is not None and not self.mqtt_url.tls:
+            raise ConfigError("PRINTBRIDGE_MQTT_CA: only used with an mqtts:// PRINTBRIDGE_MQTT_URL")
         return self
 
 

@@ -53,6 +53,7 @@ class Bridge:
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
             client_id=f"printbridge-{settings.base_topic}",  # one persistent session per bridge
+            ca_file=settings.mqtt_ca,
         )
         self.outputs = Outputs(
             self.link,

@@ -12,11 +12,11 @@ import logging
 import secrets
 import signal
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.mqtt.payloads import Ack, Command, RemoteStatus, encoder
+from bridge.mqtt.tls import broker_context
 from bridge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     username: str | None = None  # None: `printer-{printer_id}`
     base_topic: str = "printbridge"
     tls: bool = False
+    ca_file: str | None = None  # PEM CA to verify an mqtts:// broker against; None: the system's
     status_interval_s: float = 2.0
     print_duration_s: float = 600.0
     idle_between_prints_s: float = 10.0
@@ -358,7 +360,7 @@ class Simulator:
         client.will_set(self._topics.availability(cfg.printer_id), b"offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         if cfg.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set_context(broker_context(Path(cfg.ca_file) if cfg.ca_file else None))
         client.on_socket_open = lambda _client, _userdata, sock: set_nodelay(sock)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.config import MqttUrl
+from bridge.mqtt.tls import broker_context
 from bridge.mqtt.topics import check_publishable
 
 log = logging.getLogger("printbridge.mqtt")
@@ -79,8 +80,10 @@ class MqttLink:
         on_connect: Callable[[], Awaitable[None]],
         on_disconnect: Callable[[str], None],
         client_id: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.url = url
+        self.ca_file = ca_file
         self.protocol = protocol
         self.will_topic = will_topic
         self.subscriptions = subscriptions
@@ -99,9 +102,8 @@ class MqttLink:
         return self.protocol == "5"
 
     def _make_client(self) -> aiomqtt.Client:
-        tls: aiomqtt.TLSParameters | None = None
-        if self.url.tls:
-            tls = aiomqtt.TLSParameters(cert_reqs=ssl.CERT_REQUIRED)
+        # mqtts: the broker's certificate and host name verified, against PRINTBRIDGE_MQTT_CA when given.
+        tls = broker_context(self.ca_file) if self.url.tls else None
         # A persistent session (never clean): the broker keeps the subscriptions and queues what agents
         # publish while the bridge is away (a broker restart, a bridge restart), so nothing is lost.
         session: Properties | None = None
@@ -116,7 +118,7 @@ class MqttLink:
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if self.is_v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.will_topic, b"offline", qos=1, retain=True),
-            tls_params=tls,
+            tls_context=tls,
             keepalive=30,
             timeout=10,
             queue_type=_inline_queue(self.on_message),
