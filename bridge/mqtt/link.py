@@ -48,7 +48,7 @@ class Incoming:
 MessageHandler = Callable[[Incoming], None]
 
 
-def _inline_queue(handler: MessageHandler) -> type[asyncio.Queue[aiomqtt.Message]]:
+def inline_queue(handler: MessageHandler) -> type[asyncio.Queue[aiomqtt.Message]]:
     """An aiomqtt queue type that hands each message to `handler` instead of queueing it."""
 
     class _Inline(asyncio.Queue[aiomqtt.Message]):
@@ -121,7 +121,7 @@ class MqttLink:
             tls_context=tls,
             keepalive=30,
             timeout=10,
-            queue_type=_inline_queue(self.on_message),
+            queue_type=inline_queue(self.on_message),
             # paho scans its in-flight window on every PUBACK: 1000 made a start-up with 10,000 printers
             # (30,000 retained publishes) spend seconds in that scan (bench/memory.py); 100 is plenty at
             # sub-millisecond round trips.

@@ -1,0 +1,409 @@
+"""The bridge's outbound connections to Bambu printers: one supervised session per printer.
+
+Each `PrinterConnection` checks the printer's certificate (against the user's CA, or pinned at first
+contact and compared ever after) with a TLS handshake of its own before it sends the access code, then
+holds an MQTT session on the printer's broker, merges its reports and hands the bridge SPEC 5.2 agent
+messages. When the printer is switched off the connection waits with exponential backoff; an attempt costs
+one refused or timed-out TCP connect. The session being up is the printer's availability.
+
+`BambuConnections.sync(targets)` starts, restarts (a changed host, serial, access code, port or CA) and
+stops connections at runtime. The access code is never logged and never leaves this module but to the
+printer's broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bridge.bambu.protocol import (
+    USERNAME,
+    confirmed,
+    encode_print_command,
+    encode_pushall,
+    judge_reply,
+    not_confirmed,
+    refusal,
+    report_topic,
+    request_topic,
+)
+from bridge.bambu.pushall import PushallLimiter
+from bridge.bambu.report import Lifecycle, ReportError, build_message, decode_report, merge, replies, status_delta
+from bridge.mqtt.droplog import DropLog
+from bridge.mqtt.link import Incoming
+from bridge.mqtt.peerlink import PeerError, PeerParams, PeerRefused, PeerSession, run_session
+from bridge.mqtt.tls import der_to_pem, fetch_certificate, fingerprint, pem_to_der, printer_context
+
+log = logging.getLogger("printbridge.bambu")
+
+BACKOFF_START_S = 1.0
+CONNECT_TIMEOUT_S = 10.0
+AGENT_NAME = "Bambu Lab (LAN mode)"
+
+
+@dataclass(frozen=True, slots=True)
+class BambuTarget:
+    """What the bridge needs to reach one printer. `pinned_pem` is the certificate pinned at first contact
+    (None until then, and unused when `ca_pem` is given)."""
+
+    printer_id: int
+    host: str
+    port: int
+    serial: str
+    access_code: str = field(repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    pinned_pem: str | None = field(default=None, repr=False)
+
+    def same_session(self, other: BambuTarget) -> bool:
+        """Whether a running session for `other` may stay as it is for `self`: recording the pin is no reason
+        to reconnect, clearing it is (the next certificate seen is pinned)."""
+        return (self.host, self.port, self.serial, self.access_code, self.ca_pem, self.pinned_pem is None) == (
+            other.host,
+            other.port,
+            other.serial,
+            other.access_code,
+            other.ca_pem,
+            other.pinned_pem is None,
+        )
+
+
+class BambuEvents(Protocol):
+    """What the connections tell the bridge."""
+
+    def bambu_message(self, printer_id: int, message: dict[str, Any]) -> None:
+        """A SPEC 5.2 agent message built from the printer's merged state."""
+
+    def bambu_availability(self, printer_id: int, online: bool) -> None: ...
+
+    def bambu_pinned(self, printer_id: int, pem: str) -> None:
+        """Record the certificate pinned at first contact."""
+
+    def bambu_open_print(self, printer_id: int) -> tuple[float, str | None] | None:
+        """(ts, filename) of the print the bridge has open for this printer."""
+
+
+class CertificateRefused(Exception):
+    """The printer's certificate is not the one to trust; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    outcome: str  # acked | refused | timeout | not_sent
+    error: str | None
+
+
+class PrinterConnection:
+    def __init__(
+        self,
+        target: BambuTarget,
+        events: BambuEvents,
+        clock: Callable[[], float],
+        pushall: PushallLimiter,
+        backoff_cap_s: float,
+        drops: DropLog,
+    ) -> None:
+        self.target = target
+        self.events = events
+        self.clock = clock
+        self.pushall = pushall
+        self.backoff_cap_s = backoff_cap_s
+        self.drops = drops
+        self.state: dict[str, Any] = {}  # the merged report; survives reconnects
+        self.lifecycle = Lifecycle()
+        self.session: PeerSession | None = None
+        self.connected = False
+        self.phase = "connecting"  # connecting | connected | unreachable | refused | certificate
+        self.last_error: str | None = None
+        self.attempts = 0
+        self.sessions = 0
+        self._first_message = True
+        self._reset_backoff = False
+        self._replies: dict[str, asyncio.Future[str | None]] = {}
+        self._changed: set[asyncio.Event] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def serial(self) -> str:
+        return self.target.serial
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bambu-{self.target.printer_id}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- supervision --------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = BACKOFF_START_S
+        while True:
+            self.attempts += 1
+            try:
+                context = await self._tls_context()
+                params = PeerParams(
+                    host=self.target.host,
+                    port=self.target.port,
+                    username=USERNAME,
+                    password=self.target.access_code,
+                    tls=context,
+                    client_id=f"printbridge-{uuid.uuid4().hex[:12]}",
+                    timeout_s=CONNECT_TIMEOUT_S,
+                )
+                await run_session(params, [report_topic(self.serial)], self._on_message, self._on_ready)
+                self._lost("unreachable", "the printer closed the connection")
+            except PeerRefused:
+                self._lost(
+                    "refused",
+                    "the printer refused the access code: check it on the printer's screen (it changes when "
+                    "the printer is reset) and PATCH bambu.access_code",
+                )
+            except CertificateRefused as exc:
+                self._lost("certificate", str(exc))
+            except (PeerError, OSError, TimeoutError, ssl.SSLError) as exc:
+                self._lost("unreachable", f"cannot reach the printer at {self._address}: {exc or type(exc).__name__}")
+            if self._reset_backoff:  # it was connected: the next loss starts the backoff afresh
+                delay, self._reset_backoff = BACKOFF_START_S, False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.backoff_cap_s)
+
+    @property
+    def _address(self) -> str:
+        return f"{self.target.host}:{self.target.port}"
+
+    def _lost(self, phase: str, error: str) -> None:
+        was_connected = self.connected
+        self.connected = False
+        self.session = None
+        self.phase = phase
+        if error != self.last_error or was_connected:
+            level = logging.WARNING if phase in ("unreachable",) else logging.ERROR
+            log.log(level, "bambu printer %d (%s): %s", self.target.printer_id, self.serial, error)
+        self.last_error = error
+        for future in self._replies.values():
+            if not future.done():
+                future.set_result("printer connection lost")
+        self._notify()
+        if was_connected:
+            self.events.bambu_availability(self.target.printer_id, False)
+
+    async def _tls_context(self) -> ssl.SSLContext:
+        """The context that trusts only the right certificate for this serial, after a handshake of our own
+        that tells a changed certificate from any other failure (nothing is sent over it)."""
+        target = self.target
+        if target.ca_pem is not None:
+            context = printer_context(target.serial, target.ca_pem, pinned=False)
+            await self._check(context, pinned=False)
+            return context
+        if target.pinned_pem is None:
+            der = await fetch_certificate(target.host, target.port, target.serial, CONNECT_TIMEOUT_S)
+            pem = der_to_pem(der)
+            context = printer_context(target.serial, pem, pinned=True)
+            await self._check(context, pinned=False)  # the certificate must name the serial before it is pinned
+            self.target = BambuTarget(**{**_fields(target), "pinned_pem": pem})
+            log.info(
+                "bambu printer %d (%s): pinned its certificate (sha256 %s)",
+                target.printer_id,
+                target.serial,
+                fingerprint(der),
+            )
+            self.events.bambu_pinned(target.printer_id, pem)
+            return context
+        context = printer_context(target.serial, target.pinned_pem, pinned=True)
+        await self._check(context, pinned=True)
+        return context
+
+    async def _check(self, context: ssl.SSLContext, *, pinned: bool) -> None:
+        target = self.target
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(target.host, target.port, ssl=context, server_hostname=target.serial),
+                CONNECT_TIMEOUT_S,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            reason = exc.verify_message or str(exc)
+            if pinned and target.pinned_pem is not None:
+                presented = await fetch_certificate(target.host, target.port, target.serial, CONNECT_TIMEOUT_S)
+                expected = fingerprint(pem_to_der(target.pinned_pem))
+                if fingerprint(presented) != expected:
+                    raise CertificateRefused(
+                        f"the printer at {self._address} presents another certificate "
+                        f"(sha256 {fingerprint(presented)}) than the one pinned at first contact "
+                        f"(sha256 {expected}); refusing it. If the printer really changed, "
+                        f"PATCH bambu.ca (null pins the next certificate seen)"
+                    ) from None
+            if "mismatch" in reason.lower():
+                reason = f"the certificate is not for serial {target.serial}"
+            raise CertificateRefused(f"the printer's certificate at {self._address} is refused: {reason}") from None
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _on_ready(self, session: PeerSession) -> None:
+        self.session = session
+        self.connected = True
+        self.sessions += 1
+        self.phase = "connected"
+        if self.last_error is not None:
+            log.info("bambu printer %d (%s): connected again", self.target.printer_id, self.serial)
+        self.last_error = None
+        self._reset_backoff = True
+        self._first_message = True
+        self.events.bambu_availability(self.target.printer_id, True)
+        if self.pushall.may_ask(self._pushall_key):
+            await session.publish(request_topic(self.serial), encode_pushall(uuid.uuid4().hex[:8]), qos=1)
+        elif self.state:
+            self._publish_state()  # what we knew before the reconnect still stands
+
+    @property
+    def _pushall_key(self) -> str:
+        return f"{self.target.printer_id}/{self.serial}"
+
+    # -- reports ------------------------------------------------------------------------------------------
+
+    def _on_message(self, msg: Incoming) -> None:
+        try:
+            report = decode_report(msg.payload)
+        except ReportError as exc:
+            self.drops.drop(msg.topic, str(exc))
+            return
+        for reply in replies(report):
+            future = self._replies.get(reply.sequence_id)
+            if future is not None and not future.done():
+                verdict = judge_reply(reply)
+                future.set_result(verdict.error if verdict is not None else None)
+        delta = status_delta(report)
+        if delta is not None:
+            merge(self.state, delta)
+            self._publish_state()
+        self._notify()
+
+    def _publish_state(self) -> None:
+        printer_id = self.target.printer_id
+        message = build_message(self.state, self.lifecycle, self.clock(), self.events.bambu_open_print(printer_id))
+        if message is None:
+            return
+        if self._first_message:
+            message["settings"] = {"agent": {"name": AGENT_NAME, "version": None}, "webcams": []}
+            self._first_message = False
+        self.events.bambu_message(printer_id, message)
+
+    def _notify(self) -> None:
+        for event in self._changed:
+            event.set()
+
+    @property
+    def gcode_state(self) -> str | None:
+        value = self.state.get("gcode_state")
+        return value if isinstance(value, str) else None
+
+    # -- commands -----------------------------------------------------------------------------------------
+
+    async def command(self, cmd: str, cmd_id: str, timeout_s: float) -> CommandOutcome:
+        """Publish pause/resume/cancel with `cmd_id` as sequence_id and wait until gcode_state confirms it,
+        the echo refuses it, or `timeout_s` passes."""
+        session = self.session
+        if session is None or not self.connected:
+            return CommandOutcome("not_sent", "printer offline")
+        refused = refusal(cmd, self.gcode_state)
+        if refused is not None:
+            return CommandOutcome("refused", refused)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        reply: asyncio.Future[str | None] = loop.create_future()
+        changed = asyncio.Event()
+        self._replies[cmd_id] = reply
+        self._changed.add(changed)
+        try:
+            try:
+                await asyncio.wait_for(
+                    session.publish(request_topic(self.serial), encode_print_command(cmd, cmd_id), qos=1), timeout_s
+                )
+            except (PeerError, TimeoutError) as exc:
+                return CommandOutcome("not_sent", f"printer unavailable: {exc}")
+            while True:
+                if reply.done() and reply.result() is not None:
+                    error = reply.result()
+                    return CommandOutcome("timeout" if error == "printer connection lost" else "refused", error)
+                if confirmed(cmd, self.gcode_state):
+                    return CommandOutcome("acked", None)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+            if reply.done():  # the printer said yes (or nothing) but the state never followed
+                return CommandOutcome("refused", not_confirmed(cmd, self.gcode_state))
+            return CommandOutcome("timeout", "timeout")
+        finally:
+            self._replies.pop(cmd_id, None)
+            self._changed.discard(changed)
+
+
+def _fields(target: BambuTarget) -> dict[str, Any]:
+    return {name: getattr(target, name) for name in BambuTarget.__slots__}
+
+
+class BambuConnections:
+    """Every Bambu printer's connection, kept in step with the printers the bridge has."""
+
+    def __init__(self, events: BambuEvents, clock: Callable[[], float], *, backoff_cap_s: float = 30.0) -> None:
+        self.events = events
+        self.clock = clock
+        self.backoff_cap_s = backoff_cap_s
+        self.pushall = PushallLimiter(clock)
+        self.drops = DropLog()
+        self._connections: dict[int, PrinterConnection] = {}
+
+    def get(self, printer_id: int) -> PrinterConnection | None:
+        return self._connections.get(printer_id)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    async def sync(self, targets: list[BambuTarget]) -> None:
+        """Start connections for new printers, restart changed ones, stop those no longer wanted."""
+        wanted = {t.printer_id: t for t in targets}
+        for printer_id in [p for p in self._connections if p not in wanted]:
+            await self._remove(printer_id)
+        for printer_id, target in wanted.items():
+            current = self._connections.get(printer_id)
+            if current is not None and current.target.same_session(target):
+                continue
+            if current is not None:
+                await self._remove(printer_id, keep_pushall=current.serial == target.serial)
+            connection = PrinterConnection(
+                target, self.events, self.clock, self.pushall, self.backoff_cap_s, self.drops
+            )
+            self._connections[printer_id] = connection
+            connection.start()
+
+    async def _remove(self, printer_id: int, *, keep_pushall: bool = False) -> None:
+        connection = self._connections.pop(printer_id)
+        await connection.stop()
+        if not keep_pushall:
+            self.pushall.forget(connection._pushall_key)
+        if connection.connected:
+            connection.connected = False
+            self.events.bambu_availability(printer_id, False)
+
+    async def stop(self) -> None:
+        for printer_id in list(self._connections):
+            connection = self._connections.pop(printer_id)
+            await connection.stop()
+
+    async def command(self, printer_id: int, cmd: str, cmd_id: str, timeout_s: float) -> CommandOutcome:
+        connection = self._connections.get(printer_id)
+        if connection is None:
+            return CommandOutcome("not_sent", "printer offline")
+        return await connection.command(cmd, cmd_id, timeout_s)
