@@ -17,6 +17,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -37,11 +38,17 @@ HA_ACCOUNT = "homeassistant"
 _ALREADY = ("already exists",)
 
 
+Permissions = Callable[[PrinterRecord], Sequence[tuple[str, str]]]
+
+
 class Accounts:
-    def __init__(self, link: MqttLink, store: Store, topics: Topics) -> None:
+    def __init__(self, link: MqttLink, store: Store, topics: Topics, permissions: Permissions) -> None:
+        """`permissions(printer)`: what the printer's dialect lets it do on the broker; a printer whose
+        dialect needs nothing there (it is reached over another connection) gets no account."""
         self.link = link
         self.store = store
         self.topics = topics
+        self.permissions = permissions
         self.available: bool | None = None  # None: not known yet
         self._pending: dict[str, asyncio.Future[list[dynsec.CommandResult]]] = {}
         self._seq = itertools.count()
@@ -135,7 +142,10 @@ class Accounts:
 
     def _differs(self) -> bool:
         synced = self.store.broker_tokens()
-        if any(r.archived_at is None and synced.get(r.id) != r.auth_token for r in self.store.printers.values()):
+        if any(
+            r.archived_at is None and synced.get(r.id) != r.auth_token and self.permissions(r)
+            for r in self.store.printers.values()
+        ):
             return True
         if self.store.deleted_printer_ids():
             return True
@@ -156,7 +166,7 @@ class Accounts:
             existing = set(data.get("clients") or [])
             synced = self.store.broker_tokens()
             for rec in list(self.store.printers.values()):
-                if rec.archived_at is not None:
+                if rec.archived_at is not None or not self.permissions(rec):
                     continue
                 username = dynsec.printer_username(rec.id)
                 if synced.get(rec.id) == rec.auth_token and username in existing:
@@ -195,6 +205,9 @@ class Accounts:
             log.error("could not record the broker account of printer %d: %s", printer_id, exc)
 
     async def _provision(self, rec: PrinterRecord, *, exists: bool) -> None:
+        permissions = self.permissions(rec)
+        if not permissions:
+            return
         username = dynsec.printer_username(rec.id)
         if exists:
             commands = [
@@ -206,7 +219,7 @@ class Accounts:
         else:
             # the set-password also covers an account left over from before ("already exists")
             commands = [
-                *dynsec.build_create_printer_commands(rec.id, rec.auth_token, self.topics),
+                *dynsec.build_create_printer_commands(rec.id, rec.auth_token, permissions),
                 dynsec.build_set_password_command(username, rec.auth_token),
             ]
         if await self._apply(commands, f"printer {rec.id}"):

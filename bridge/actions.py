@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bridge.commands import Commands
 from bridge.domain.models import PrinterRecord, pause_args
-from bridge.mqtt.commands import Commands
 from bridge.mqtt.outputs import Outputs
 from bridge.state.store import Store
 
@@ -58,7 +58,7 @@ class Actions:
             self.commands.record_not_sent(rec.id, p.id, cmd, args, initiator, "printer offline")
             self._changed(rec)
             return ActionOutcome(False, "printer offline")
-        result = await self.commands.send(rec.id, p.id, cmd, args, initiator)
+        result = await self.commands.send(rec, p.id, cmd, args, initiator)
         if result.ok and cmd == "resume" and rec.current_print is p and p.paused_at is not None:
             p.paused_at = None  # a person resumed: detection may pause this print again
             self.store.save_print(rec, p)

@@ -17,6 +17,7 @@ import msgspec
 
 from bridge import __version__
 from bridge.config import ConfigError, Settings, add_serve_flags, load_settings
+from bridge.dialects.registry import DEFAULT_DIALECT
 
 _encoder = msgspec.json.Encoder()
 BRIDGE_ACCOUNT = "bridge"
@@ -79,7 +80,7 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
         _err(f"no user {args.owner!r} (create it with: printbridge user add {args.owner})")
         return 1
     try:
-        fields = parse_printer_body(_encoder.encode({"name": args.name}), require_name=True)
+        fields = parse_printer_body(_encoder.encode({"name": args.name, "dialect": args.dialect}), require_name=True)
     except InvalidInput as exc:
         _err(str(exc))
         return 2
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = printer.add_parser("add", help="create a printer and print its MQTT credentials")
     p.add_argument("--owner", required=True)
     p.add_argument("--name", required=True)
+    p.add_argument("--dialect", default=DEFAULT_DIALECT, help=f"the protocol it speaks (default {DEFAULT_DIALECT})")
     p.set_defaults(func=cmd_printer_add)
     p = printer.add_parser("list", help="list printers")
     p.add_argument("--owner")

@@ -15,12 +15,15 @@ from typing import Any
 
 from bridge.accounts import Accounts
 from bridge.actions import ActionOutcome, Actions
+from bridge.commands import Abort, Commands
 from bridge.config import Settings
 from bridge.detector import Detector
+from bridge.dialects.base import Dialect, DialectContext
+from bridge.dialects.registry import Dialects
 from bridge.domain.models import PrinterRecord
-from bridge.mqtt.commands import Commands
+from bridge.inbound import Inbound
+from bridge.ingest import Ingest
 from bridge.mqtt.dynsec import RESPONSE_TOPIC
-from bridge.mqtt.ingest import Ingest
 from bridge.mqtt.link import Incoming, MqttLink
 from bridge.mqtt.outputs import Outputs
 from bridge.mqtt.payloads import ActionResponse, PayloadError, decode_action, encoder
@@ -62,25 +65,39 @@ class Bridge:
             ha_discovery=settings.ha_discovery,
             ha_mode=settings.ha_discovery_mode,
         )
-        self.commands = Commands(self.link, self.topics, self.store, clock, settings.command_timeout_s)
+        self.dialects = Dialects(self._dialect_context)
+        self.link.subscriptions.extend(self.dialects.subscriptions())
+        self.commands = Commands(self.store, self.dialect_of, clock, settings.command_timeout_s)
         self.detector = Detector(self.store, self.outputs, clock)
         self.actions = Actions(self.store, self.commands, self.outputs, clock)
         self.detector.bind(lambda rec: self.actions.command(rec, "pause", "system"))
-        self.accounts = Accounts(self.link, self.store, self.topics)
-        self.ingest = Ingest(
-            self.store,
-            self.topics,
-            self.outputs,
-            self.commands,
-            self.detector,
-            self._mqtt_action,
-            self._ha_online,
-            clock,
+        self.accounts = Accounts(
+            self.link, self.store, self.topics, lambda rec: self.dialect_of(rec).broker_permissions(rec.id)
         )
+        self.ingest = Ingest(self.store, self.outputs, self.commands, self.detector, clock)
+        self.inbound = Inbound(self.store, self.topics, self.dialects, self.ingest, self._mqtt_action, self._ha_online)
         self._tasks: list[asyncio.Task[Any]] = []
         self._action_tasks: set[asyncio.Task[Any]] = set()  # MQTT actions: answered before stopping
         self._background: set[asyncio.Task[Any]] = set()  # account upkeep: cancelled when stopping
         self.ready = asyncio.Event()
+
+    # -- dialects --------------------------------------------------------------------------------------
+
+    def _dialect_context(self, name: str) -> DialectContext:
+        def printers() -> list[PrinterRecord]:
+            return [r for r in self.store.printers.values() if r.dialect == name and r.archived_at is None]
+
+        return DialectContext(
+            topics=self.topics,
+            publisher=self.link,
+            clock=self.clock,
+            command_timeout_s=self.settings.command_timeout_s,
+            deliver=lambda printer_id, inputs: self.inbound.deliver(printer_id, inputs),
+            printers=printers,
+        )
+
+    def dialect_of(self, rec: PrinterRecord) -> Dialect:
+        return self.dialects.get(rec.dialect)
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -90,6 +107,8 @@ class Bridge:
         if left:
             log.warning("%d commands were in flight when the bridge last stopped; recorded as timeout", left)
         self.sweep_stale()
+        for dialect in self.dialects:
+            await dialect.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.link.run(), name="mqtt-link"),
@@ -101,7 +120,7 @@ class Bridge:
 
     async def stop(self) -> None:
         """Answer pending actions, publish `offline`, flush pending writes."""
-        self.commands.fail_all("bridge shutting down")
+        self.commands.fail_all(Abort.SHUTTING_DOWN)
         await self.commands.drained(1.0)  # the waiting requests answer and record before the store closes
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.detector.drain(), 1.0)  # automatic pauses record their outcome
@@ -109,6 +128,9 @@ class Bridge:
             task.cancel()
         if self._action_tasks:
             await asyncio.wait(self._action_tasks, timeout=1.0)
+        for dialect in self.dialects:
+            with contextlib.suppress(Exception):
+                await dialect.stop()
         await self.link.stop()
         for task in self._tasks:
             task.cancel()
@@ -163,13 +185,17 @@ class Bridge:
         if changes is not None:
             for rec in changes.added:
                 self.outputs.printer_changed(rec)
+                self.dialect_of(rec).printer_added(rec)
             for rec in changes.changed:
                 if rec.archived_at is not None:
                     self.outputs.removed(rec)
+                    self.dialect_of(rec).printer_removed(rec)
                 else:
                     self.outputs.printer_changed(rec)
+                    self.dialect_of(rec).printer_changed(rec)
             for rec in changes.removed:
                 self.outputs.removed(rec)
+                self.dialect_of(rec).printer_removed(rec)
         # Another process wrote (a printer, a token, the Home Assistant account), or a change failed earlier.
         if changes is not None or self.accounts.due():
             await self.accounts.reconcile()
@@ -180,12 +206,14 @@ class Bridge:
         if msg.topic == RESPONSE_TOPIC:
             self.accounts.handle_response(msg.payload)
             return
-        self.ingest.handle(msg)
+        self.inbound.handle(msg)
 
     async def _on_connect(self) -> None:
         printers = list(self.store.printers.values())
         self._switch_discovery_mode(printers)
         await self.outputs.publish_all(printers)
+        for dialect in self.dialects:
+            dialect.connected()
         loop = asyncio.get_running_loop()
         task = loop.create_task(self.accounts.on_connect(self.settings.require_broker_auth))
         self._background.add(task)
@@ -206,7 +234,7 @@ class Bridge:
             log.error("could not record the discovery mode: %s", exc)
 
     def _on_disconnect(self, reason: str) -> None:
-        self.commands.fail_all("broker connection lost")
+        self.commands.fail_all(Abort.CONNECTION_LOST)
 
     def _ha_online(self) -> None:
         self.outputs.republish_discovery(list(self.store.printers.values()))
@@ -245,6 +273,7 @@ class Bridge:
         rec = self.store.create_printer(owner_id, name, fields)
         if rec.archived_at is None:
             self.outputs.printer_changed(rec)
+            self.dialect_of(rec).printer_added(rec)
             await self.accounts.printer_created(rec)
         return rec
 
@@ -254,16 +283,21 @@ class Bridge:
         archived = rec.archived_at is not None
         if archived and not was_archived:
             self.outputs.removed(rec)
+            self.dialect_of(rec).printer_removed(rec)
             await self.accounts.printer_removed(rec)
         elif not archived:
             self.outputs.printer_changed(rec)
             if was_archived:
+                self.dialect_of(rec).printer_added(rec)
                 await self.accounts.printer_created(rec)
+            else:
+                self.dialect_of(rec).printer_changed(rec)
 
     async def delete_printer(self, rec: PrinterRecord) -> None:
         self.store.delete_printer(rec)
         if rec.archived_at is None:
             self.outputs.removed(rec)
+            self.dialect_of(rec).printer_removed(rec)
         await self.accounts.printer_removed(rec)
 
     async def rotate_printer_token(self, rec: PrinterRecord) -> str:

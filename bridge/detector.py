@@ -17,7 +17,6 @@ import msgspec
 from bridge.domain import detection as d
 from bridge.domain.models import PrinterRecord, should_watch
 from bridge.mqtt.outputs import Outputs
-from bridge.mqtt.payloads import PayloadError
 from bridge.state.store import Store
 
 log = logging.getLogger("printbridge.detector")
@@ -59,11 +58,8 @@ class Detector:
         self._set_state(rec, d.reset_for_new_print(self.state(rec)))
         rec.normalized_p = 0.0
 
-    def handle_frame(self, rec: PrinterRecord, payload: bytes) -> None:
-        try:
-            p = d.parse_frame(payload)
-        except ValueError as exc:
-            raise PayloadError(f"detection: {exc}") from None
+    def handle_frame(self, rec: PrinterRecord, p: float) -> None:
+        """One frame's failure score (already parsed by the printer's dialect)."""
         current = rec.current_print
         if current is None or not should_watch(rec):
             return  # frames count only while a print is watched (SPEC 6.1)

@@ -14,9 +14,8 @@ from types import FrameType
 
 import uvicorn
 
+from bridge.commands import Abort
 from bridge.core import Bridge
-
-SHUTTING_DOWN = "bridge shutting down"
 
 
 class BridgeServer(uvicorn.Server):
@@ -32,4 +31,4 @@ class BridgeServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.bridge.commands.fail_all, SHUTTING_DOWN)
+            self._loop.call_soon_threadsafe(self.bridge.commands.fail_all, Abort.SHUTTING_DOWN)

@@ -56,6 +56,8 @@ class PrinterRecord(msgspec.Struct, kw_only=True):
     name: str
     created_at: float
     auth_token: str
+    dialect: str = "printbridge"  # the protocol the printer speaks (bridge.dialects); fixed at creation
+    dialect_config: dict[str, Any] = msgspec.field(default_factory=dict)  # the dialect's own settings
     action_on_failure: str = "PAUSE"
     watching_enabled: bool = True
     tools_off_on_pause: bool = True

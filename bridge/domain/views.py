@@ -44,6 +44,7 @@ class Printer(msgspec.Struct, omit_defaults=False):
     id: int
     name: str
     created_at: datetime
+    dialect: str
     action_on_failure: str
     watching_enabled: bool
     not_watching_reason: str | None
@@ -89,6 +90,7 @@ def build_printer(r: PrinterRecord) -> Printer:
         id=r.id,
         name=r.name,
         created_at=datetime.fromtimestamp(r.created_at, UTC),
+        dialect=r.dialect,
         action_on_failure=r.action_on_failure,
         watching_enabled=r.watching_enabled,
         not_watching_reason=not_watching_reason(r),

@@ -11,6 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
+from bridge.dialects.registry import DEFAULT_DIALECT, DIALECTS
 from bridge.http.schemas import ErrorDoc
 
 
@@ -36,6 +37,17 @@ def _printer_write_schema(require_name: bool) -> Schema:
             "archived_at": Schema(
                 one_of=[Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME), Schema(type=OpenAPIType.NULL)]
             ),
+            "dialect": Schema(
+                type=OpenAPIType.STRING,
+                enum=sorted(DIALECTS),
+                description=f"the protocol the printer speaks, chosen at creation (default {DEFAULT_DIALECT}); "
+                "a PATCH may repeat it but not change it",
+            ),
+            **{
+                name: Schema(type=OpenAPIType.OBJECT, description=f"the {name} dialect's settings for this printer")
+                for name, cls in sorted(DIALECTS.items())
+                if cls.takes_config
+            },
         },
         required=["name"] if require_name else None,
         additional_properties=False,

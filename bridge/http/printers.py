@@ -126,7 +126,9 @@ class PrinterController(Controller):
         printer_id: PrinterId,
     ) -> PrinterDoc:
         rec = _visible(bridge, user_id, printer_id, request)
-        changes = parse_printer_body(await request.body(), require_name=False)
+        changes = parse_printer_body(
+            await request.body(), require_name=False, dialect=rec.dialect, dialect_config=rec.dialect_config
+        )
         await bridge.update_printer(rec, changes)
         return json_response(bridge.store.printer_json(rec))
 

@@ -18,6 +18,7 @@ class PrinterDoc(msgspec.Struct):
     id: int
     name: str
     created_at: datetime
+    dialect: str
     action_on_failure: Literal["PAUSE", "NONE"]
     watching_enabled: bool
     not_watching_reason: str | None

@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 
 from bridge.config import parse_bool
+from bridge.dialects.base import DialectConfigError
+from bridge.dialects.registry import DEFAULT_DIALECT, DIALECTS, UnknownDialect, dialect_class
 from bridge.domain.models import ACTION_ON_FAILURE, ALERT_OVERWRITES
 
 
@@ -136,8 +138,51 @@ WRITABLE = {
 _object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
-def parse_printer_body(body: bytes, *, require_name: bool) -> dict[str, Any]:
-    """A printer body (POST or PATCH) -> the validated writable fields. Read-only fields are ignored."""
+def _dialect_fields(data: dict[str, msgspec.Raw], dialect: str | None, config: dict[str, Any] | None) -> dict[str, Any]:
+    """`dialect` (chosen at creation: `dialect` None; fixed afterwards) and the dialect's own settings,
+    the object under the dialect's name, validated by the dialect."""
+    out: dict[str, Any] = {}
+    if "dialect" in data:
+        try:
+            chosen = msgspec.json.decode(data["dialect"])
+        except msgspec.ValidationError as exc:
+            raise InvalidInput("dialect", str(exc)) from None
+        try:
+            dialect_class(chosen)
+        except UnknownDialect as exc:
+            raise InvalidInput("dialect", str(exc)) from None
+        if dialect is not None and chosen != dialect:
+            raise InvalidInput("dialect", "cannot be changed; delete the printer and add it again")
+        if dialect is None:
+            out["dialect"] = chosen
+    name = dialect or out.get("dialect", DEFAULT_DIALECT)
+    for other in DIALECTS:
+        if other in data and other != name:
+            raise InvalidInput(other, f"settings of another dialect (this printer speaks {name!r})")
+    if name in data:
+        try:
+            value = msgspec.json.decode(data[name])
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(name, str(exc)) from None
+        try:
+            out["dialect_config"] = DIALECTS[name].validate_config(value, config or {})
+        except DialectConfigError as exc:
+            field = f"{name}.{exc.field}" if exc.field else name
+            raise InvalidInput(field, exc.message) from None
+    return out
+
+
+def parse_printer_body(
+    body: bytes,
+    *,
+    require_name: bool,
+    dialect: str | None = None,
+    dialect_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A printer body (POST or PATCH) -> the validated writable fields. Read-only fields are ignored.
+
+    On PATCH pass the printer's `dialect` and `dialect_config`: the dialect cannot change, and the
+    dialect's settings object is validated against (and merged over) the current one."""
     if not body.strip():
         if require_name:
             raise InvalidInput("name", "this field is required")
@@ -150,9 +195,9 @@ def parse_printer_body(body: bytes, *, require_name: bool) -> dict[str, Any]:
         raise InvalidInput("body", f"invalid JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput("body", "is nested too deeply") from None
-    changes: dict[str, Any] = {}
+    changes = _dialect_fields(data, dialect, dialect_config)
     for field, raw in data.items():
-        if field in READ_ONLY:
+        if field in READ_ONLY or field == "dialect" or field in DIALECTS:
             continue
         check = WRITABLE.get(field)
         if check is None:

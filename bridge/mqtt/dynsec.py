@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -115,24 +116,19 @@ def build_initial_config(bridge_username: str, bridge_password: str) -> bytes:
     return msgspec.json.format(msgspec.json.encode(config), indent=2) + b"\n"
 
 
-def build_printer_role_acls(printer_id: int, topics: Topics) -> list[dict[str, object]]:
-    """SPEC 8: publish its own inbound leaves, subscribe its own command and remote_status."""
-    acls = [
-        _acl(PUBLISH_SEND, topics.status(printer_id)),
-        _acl(PUBLISH_SEND, topics.availability(printer_id)),
-        _acl(PUBLISH_SEND, topics.snapshot(printer_id)),
-        _acl(PUBLISH_SEND, topics.detection(printer_id)),
-        _acl(PUBLISH_SEND, topics.ack(printer_id)),
-        _acl(SUBSCRIBE_LITERAL, topics.command(printer_id)),
-        _acl(SUBSCRIBE_LITERAL, topics.remote_status(printer_id)),
-    ]
-    return acls
+def build_printer_role_acls(permissions: Sequence[tuple[str, str]]) -> list[dict[str, object]]:
+    """A printer's role from what its dialect says it may do: `("publish", topic)` allows publishing to
+    exactly `topic`, `("subscribe", topic)` subscribing to exactly `topic` (docs/mqtt.md, "Accounts")."""
+    kinds = {"publish": PUBLISH_SEND, "subscribe": SUBSCRIBE_LITERAL}
+    return [_acl(kinds[kind], topic) for kind, topic in permissions]
 
 
-def build_create_printer_commands(printer_id: int, password: str, topics: Topics) -> list[dict[str, object]]:
+def build_create_printer_commands(
+    printer_id: int, password: str, permissions: Sequence[tuple[str, str]]
+) -> list[dict[str, object]]:
     rolename = printer_rolename(printer_id)
     return [
-        {"command": "createRole", "rolename": rolename, "acls": build_printer_role_acls(printer_id, topics)},
+        {"command": "createRole", "rolename": rolename, "acls": build_printer_role_acls(permissions)},
         {
             "command": "createClient",
             "username": printer_username(printer_id),

@@ -10,12 +10,9 @@ from typing import Any
 
 import msgspec
 
+from bridge.domain.inputs import PayloadError as PayloadError  # what every decoder here raises
+
 MAX_JSON_BYTES = 256 * 1024
-MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
-
-
-class PayloadError(ValueError):
-    """An inbound payload that is not what the contract says; the message says why."""
 
 
 # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON string.

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ACTION_NAMES = frozenset({"pause", "resume", "cancel", "mute", "acknowledge_alert"})
-# Leaves that printer agents (and detectors, and Home Assistant) publish and the bridge consumes.
-INBOUND_LEAVES = frozenset({"status", "availability", "snapshot", "detection", "ack"})
 
 
 class TopicError(ValueError):
@@ -30,7 +28,8 @@ def check_base(base: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PrinterTopic:
-    """A parsed `B/printers/{id}/...` topic."""
+    """A parsed `B/printers/{id}/...` topic: `leaf` is what follows the id (`status`, `moonraker/status`),
+    or `action` for an action topic."""
 
     printer_id: int
     leaf: str
@@ -50,7 +49,8 @@ class Topics:
         return f"{self.base}/bridge/state"
 
     # -- per printer -------------------------------------------------------------------------------
-    def printer(self, printer_id: int, leaf: str) -> str:
+    def printer(self, printer_id: int | str, leaf: str) -> str:
+        """`B/printers/{id}/{leaf}`; `printer_id` "+" makes the filter matching every printer."""
         return f"{self.base}/printers/{printer_id}/{leaf}"
 
     def status(self, printer_id: int) -> str:
@@ -90,27 +90,23 @@ class Topics:
         """The filter matching this printer's action topics (used in broker ACLs too)."""
         return f"{self.base}/printers/{printer_id}/action/#"
 
-    # -- what the bridge subscribes to -------------------------------------------------------------
+    # -- what the bridge subscribes to (besides each printer dialect's topics) -------------------------
     def subscriptions(self) -> list[str]:
-        subs = [f"{self.base}/printers/+/{leaf}" for leaf in sorted(INBOUND_LEAVES)]
-        subs.append(f"{self.base}/printers/+/action/+")
-        subs.append(self.ha_status)
-        return subs
+        return [f"{self.base}/printers/+/action/+", self.ha_status]
 
     def parse(self, topic: str) -> PrinterTopic | None:
-        """Parse an inbound printer topic; None for anything that is not one we consume."""
+        """Parse an inbound printer topic; None for anything that is not below a printer's id, or an
+        action that does not exist. Which other leaves are consumed is the printer's dialect's business."""
         prefix = f"{self.base}/printers/"
         if not topic.startswith(prefix):
             return None
-        parts = topic[len(prefix) :].split("/")
-        if not parts[0].isdigit() or len(parts[0]) > 12:
+        head, _, leaf = topic[len(prefix) :].partition("/")
+        if not head.isdigit() or len(head) > 12 or not leaf:
             return None
-        printer_id = int(parts[0])
-        if len(parts) == 2 and parts[1] in INBOUND_LEAVES:
-            return PrinterTopic(printer_id, parts[1])
-        if len(parts) == 3 and parts[1] == "action" and parts[2] in ACTION_NAMES:
-            return PrinterTopic(printer_id, "action", parts[2])
-        return None
+        if leaf.startswith("action/"):
+            name = leaf[len("action/") :]
+            return PrinterTopic(int(head), "action", name) if name in ACTION_NAMES else None
+        return PrinterTopic(int(head), leaf)
 
     # -- Home Assistant ----------------------------------------------------------------------------
     @property

@@ -98,7 +98,14 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.table("meta").create({"key": str, "value": str}, pk="key")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """The protocol each printer speaks (bridge.dialects) and that dialect's own settings (JSON); the
+    printers that exist speak today's protocol."""
+    db.execute("ALTER TABLE printers ADD COLUMN dialect TEXT NOT NULL DEFAULT 'printbridge'")
+    db.execute("ALTER TABLE printers ADD COLUMN dialect_config BLOB")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 def current_version(db: sqlite_utils.Database) -> int:

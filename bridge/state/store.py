@@ -52,11 +52,12 @@ _PRINTER_CONFIG_COLUMNS = (
     "name",
     "created_at",
     "auth_token",
+    "dialect",
     *PRINTER_DEFAULTS,
     "archived_at",
 )
 _SELECT_PRINTERS = (
-    "SELECT id, owner_id, name, created_at, auth_token, action_on_failure, watching_enabled, "
+    "SELECT id, owner_id, name, created_at, auth_token, dialect, dialect_config, action_on_failure, watching_enabled, "
     "tools_off_on_pause, bed_off_on_pause, retract_on_pause, lift_z_on_pause, detective_sensitivity, "
     "min_timelapse_secs_on_finish, min_timelapse_secs_on_cancel, archived_at, agent_name, agent_version, "
     "settings, status, status_ts, status_received_at, available, prediction, normalized_p FROM printers"
@@ -65,11 +66,17 @@ _INSERT_COMMAND_SQL = (
     "INSERT INTO commands (cmd_id, printer_id, print_id, cmd, args, initiator, sent_at, outcome, error, latency_ms) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_config_decoder = msgspec.json.Decoder(dict[str, Any])
 _BOOL_COLUMNS = {"watching_enabled", "tools_off_on_pause", "bed_off_on_pause"}
 _PRINT_COLUMNS = tuple(f for f in PrintRecord.__struct_fields__)
 _PRINT_UPDATE_SQL = "UPDATE prints SET {} WHERE id = ?".format(
     ", ".join(f"{c} = ?" for c in _PRINT_COLUMNS if c != "id")
 )
+
+
+def _column_value(value: Any) -> Any:
+    """A printer field as its column holds it: a dialect's settings object is stored as JSON."""
+    return msgspec.json.encode(value) if isinstance(value, dict) else value
 
 
 class ExternalChanges(NamedTuple):
@@ -216,15 +223,17 @@ class Store:
         self._data_version = self._read_data_version()
 
     def _record_from_row(self, row: tuple[Any, ...]) -> PrinterRecord:
-        (pid, owner, name, created, token, aof, watching, tools_off, bed_off, retract, lift, sens, fin, can,
-         archived, agent_name, agent_version, settings, status, status_ts, received, available, prediction,
-         normalized_p) = row  # fmt: skip
+        (pid, owner, name, created, token, dialect, dialect_config, aof, watching, tools_off, bed_off, retract,
+         lift, sens, fin, can, archived, agent_name, agent_version, settings, status, status_ts, received,
+         available, prediction, normalized_p) = row  # fmt: skip
         rec = PrinterRecord(
             id=pid,
             owner_id=owner,
             name=name,
             created_at=created,
             auth_token=token,
+            dialect=dialect,
+            dialect_config=_config_decoder.decode(dialect_config) if dialect_config else {},
             action_on_failure=aof,
             watching_enabled=bool(watching),
             tools_off_on_pause=bool(tools_off),
@@ -393,7 +402,7 @@ class Store:
         token = new_token()
         with self.transaction() as conn:
             cols = ["owner_id", "name", "created_at", "auth_token", *values, "archived_at"]
-            params = [owner_id, name, now, token, *values.values(), values.get("archived_at")]
+            params = [owner_id, name, now, token, *map(_column_value, values.values()), values.get("archived_at")]
             if "archived_at" in values:
                 cols.pop()
                 params.pop()
@@ -414,7 +423,7 @@ class Store:
         with self.transaction() as conn:
             conn.execute(
                 f"UPDATE printers SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?",
-                [*changes.values(), rec.id],
+                [*map(_column_value, changes.values()), rec.id],
             )
         for key, value in changes.items():
             setattr(rec, key, value)

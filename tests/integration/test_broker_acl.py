@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from bridge.dialects.printbridge import printer_permissions
 from bridge.mqtt.dynsec import (
     build_create_printer_commands,
     build_delete_printer_commands,
@@ -35,8 +36,8 @@ PW1, PW2, HA_USER, HA_PW = "printer-one-secret", "printer-two-secret", "homeassi
 def accounts(dynsec_broker: Broker) -> Broker:
     """Printers 1 and 2 and the Home Assistant account, created at run time as the bridge does."""
     with admin_probe(dynsec_broker) as admin:
-        dynsec_ok(admin, build_create_printer_commands(1, PW1, TOPICS))
-        dynsec_ok(admin, build_create_printer_commands(2, PW2, TOPICS))
+        dynsec_ok(admin, build_create_printer_commands(1, PW1, printer_permissions(TOPICS, 1)))
+        dynsec_ok(admin, build_create_printer_commands(2, PW2, printer_permissions(TOPICS, 2)))
         dynsec_ok(admin, build_ha_account_commands(HA_USER, HA_PW, TOPICS))
     return dynsec_broker
 
@@ -224,7 +225,7 @@ def test_set_password_replaces_the_old_one(accounts: Broker) -> None:
 @requires_dynsec
 def test_creating_an_existing_printer_reports_an_error(accounts: Broker) -> None:
     with admin_probe(accounts) as admin:
-        results = dynsec_call(admin, build_create_printer_commands(1, "other", TOPICS))
+        results = dynsec_call(admin, build_create_printer_commands(1, "other", printer_permissions(TOPICS, 1)))
     assert [r.command for r in results] == ["createRole", "createClient"]
     assert all(r.error for r in results)
     assert connect_rc(accounts, printer_username(1), PW1) == 0

@@ -135,6 +135,17 @@ def test_printer_add_list_and_token(tmp_path: Path) -> None:
     assert alice["id"] > 0
 
 
+def test_printer_add_with_a_dialect(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "pb.db")
+    ok(env, "user", "add", "alice")
+    printer = ok(env, "printer", "add", "--owner", "alice", "--name", "P", "--dialect", "printbridge")
+    assert printer["dialect"] == "printbridge"
+    unknown = run(env, "printer", "add", "--owner", "alice", "--name", "Q", "--dialect", "klingon")
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert "dialect" in unknown.stderr and "klingon" in unknown.stderr
+    assert [p["name"] for p in ok(env, "printer", "list")] == ["P"]
+
+
 def test_ha_account_is_stable(env: dict[str, str]) -> None:
     first = ok(env, "ha-account")
     assert set(first) == {"username", "password"}

@@ -99,7 +99,7 @@ class Scenario:
 
     async def ignored(self, payloads: list[bytes], *, malformed: bool = False) -> None:
         """Publish frames that must not count: wait until ingest has handled (or dropped) them all."""
-        ingest = self.env.bridge.ingest
+        ingest = self.env.bridge.inbound
         frames, handled, dropped = self.env.bridge.detector.frames, ingest.handled, ingest.drops.total
         await self.publish(payloads)
         if malformed:
@@ -170,9 +170,9 @@ class Scenario:
 
     async def status(self, **kwargs: Any) -> None:
         """Publish an agent message (SPEC 5.2) and wait until the bridge has applied it."""
-        handled = self.env.bridge.ingest.handled
+        handled = self.env.bridge.inbound.handled
         await asyncio.to_thread(self.agent.publish_status, agent_message(ts=time.time(), **kwargs))
-        await wait_for(lambda: self.env.bridge.ingest.handled > handled, what="the agent message applied")
+        await wait_for(lambda: self.env.bridge.inbound.handled > handled, what="the agent message applied")
 
     async def next_command(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.agent.wait_command)

@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from bridge.mqtt.payloads import MAX_JSON_BYTES, MAX_SNAPSHOT_BYTES, encoder
+from bridge.ingest import MAX_SNAPSHOT_BYTES
+from bridge.mqtt.payloads import MAX_JSON_BYTES, encoder
 from tests.support.agent import TestAgent, agent_message
 from tests.support.broker import Broker, Probe, Received, subscribed_admin_probe
 from tests.support.env import BridgeEnv, running_bridge, wait_for
@@ -41,7 +42,7 @@ T1 = 1716904799
 
 def processed(env: BridgeEnv) -> int:
     """Inbound messages the bridge has finished with, applied or dropped."""
-    return env.bridge.ingest.handled + env.bridge.ingest.drops.total
+    return env.bridge.inbound.handled + env.bridge.inbound.drops.total
 
 
 async def ready_agent(env: BridgeEnv, printer: dict[str, Any]) -> TestAgent:
@@ -176,7 +177,7 @@ async def test_older_status_is_ignored_entirely_and_equal_ts_accepted(env: Bridg
     assert before["current_print"] is None
 
     # Older: nothing of it applies, not the settings, not the print, not the event.
-    drops = env.bridge.ingest.drops.total
+    drops = env.bridge.inbound.drops.total
     older = agent_message(
         ts=999.5,
         state_text="Older",
@@ -185,7 +186,7 @@ async def test_older_status_is_ignored_entirely_and_equal_ts_accepted(env: Bridg
         settings={"agent": {"name": "late", "version": "0"}},
     )
     await send(env, agent, older)
-    assert env.bridge.ingest.drops.total == drops + 1
+    assert env.bridge.inbound.drops.total == drops + 1
     assert await env.get_printer(printer["id"]) == before
     assert env.bridge.store.prints(printer["id"]) == []
 
@@ -448,9 +449,9 @@ async def test_snapshots_kept_up_to_4_mib_and_dropped_over(env: BridgeEnv) -> No
     resp = await env.client.get(f"/api/v1/printers/{pid}/pic", headers=env.auth())
     assert resp.content == largest
 
-    drops = env.bridge.ingest.drops.total
+    drops = env.bridge.inbound.drops.total
     await send(env, agent, jpeg(MAX_SNAPSHOT_BYTES + 1, b"\x03"), leaf="snapshot")
-    assert env.bridge.ingest.drops.total == drops + 1
+    assert env.bridge.inbound.drops.total == drops + 1
     resp = await env.client.get(f"/api/v1/printers/{pid}/pic", headers=env.auth())
     assert resp.content == largest
 
@@ -562,17 +563,17 @@ async def test_malformed_payloads_are_dropped_and_change_nothing(env: BridgeEnv)
     before = await snapshot_of_state()
     assert before[0] == 200 and before[3] == 404
     bad = _bad_payloads(env, pid, doomed["id"])
-    drops = env.bridge.ingest.drops.total
-    handled = env.bridge.ingest.handled
+    drops = env.bridge.inbound.drops.total
+    handled = env.bridge.inbound.handled
     async with probe(env.broker) as admin:
         for topic, payload in bad:
             await asyncio.to_thread(admin.publish, topic, payload)
         await wait_for(
-            lambda: env.bridge.ingest.drops.total >= drops + len(bad),
-            what=f"{len(bad)} drops (saw {env.bridge.ingest.drops.total - drops})",
+            lambda: env.bridge.inbound.drops.total >= drops + len(bad),
+            what=f"{len(bad)} drops (saw {env.bridge.inbound.drops.total - drops})",
         )
-    assert env.bridge.ingest.drops.total == drops + len(bad)
-    assert env.bridge.ingest.handled == handled
+    assert env.bridge.inbound.drops.total == drops + len(bad)
+    assert env.bridge.inbound.handled == handled
     assert await snapshot_of_state() == before
 
     # The bridge is still ingesting.
@@ -603,7 +604,7 @@ async def test_bridge_never_acts_on_its_own_publications(env: BridgeEnv) -> None
     result = await env.action(pid, "mute_current_print")
     assert result["succeeded"] is True
     before = await env.get_printer(pid)
-    drops, handled = env.bridge.ingest.drops.total, env.bridge.ingest.handled
+    drops, handled = env.bridge.inbound.drops.total, env.bridge.inbound.handled
 
     t = env.topics
     looks_valid = encoder.encode(message(stamps() + 100, cpt=T1 + 3000, text="Not from the agent"))
@@ -620,9 +621,9 @@ async def test_bridge_never_acts_on_its_own_publications(env: BridgeEnv) -> None
         # A sentinel from the same client, after the others: once it is in, they were delivered too.
         sentinel = message(stamps() + 200, cpt=T1, paused=True, text="Sentinel")
         await asyncio.to_thread(admin.publish, t.status(pid), encoder.encode(sentinel))
-        await wait_for(lambda: env.bridge.ingest.handled > handled, what="the sentinel")
-    assert env.bridge.ingest.handled == handled + 1
-    assert env.bridge.ingest.drops.total == drops == 0
+        await wait_for(lambda: env.bridge.inbound.handled > handled, what="the sentinel")
+    assert env.bridge.inbound.handled == handled + 1
+    assert env.bridge.inbound.drops.total == drops == 0
     after = await env.get_printer(pid)
     assert after["status"]["state"]["text"] == "Sentinel"
     assert after["current_print"] == before["current_print"]

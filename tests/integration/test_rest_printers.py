@@ -57,6 +57,7 @@ async def test_create_fresh_printer_has_every_field_with_its_default(env: Bridge
     assert before - 1 <= parse_iso(created_at).timestamp() <= env.clock() + 1
     assert body == {
         "name": "Prusa MK4",
+        "dialect": "printbridge",
         "action_on_failure": "PAUSE",
         "watching_enabled": True,
         "not_watching_reason": "Printer is not actively printing",
@@ -548,4 +549,4 @@ async def test_openapi_document_lists_the_paths(env: BridgeEnv) -> None:
     create = doc["paths"]["/api/v1/printers"]["post"]
     schema = create["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["name"]
-    assert set(schema["properties"]) == {"name", "archived_at", *WRITABLE_NON_DEFAULT}
+    assert set(schema["properties"]) == {"name", "archived_at", "dialect", *WRITABLE_NON_DEFAULT}

@@ -458,3 +458,26 @@ async def test_odd_requests_never_give_a_500(env: BridgeEnv) -> None:
     resp = await env.client.get(f"{API}/?with_archived=true", headers=env.auth())
     assert resp.status_code == 200
     assert all(isinstance(p["name"], str) for p in resp.json())
+
+
+# -- the printer's dialect: chosen at creation, read-only afterwards --------------------------------------
+
+
+async def test_dialect_is_chosen_at_creation_and_cannot_change(env: BridgeEnv) -> None:
+    headers = env.auth()
+    created = await env.client.post(f"{API}/", json={"name": "P", "dialect": "printbridge"}, headers=headers)
+    assert created.status_code == 201 and created.json()["dialect"] == "printbridge"
+    default = await env.create_printer("Q")
+    assert default["dialect"] == "printbridge"
+    for value in ("klingon", "", None, 1, ["printbridge"]):
+        resp = await env.client.post(f"{API}/", json={"name": "R", "dialect": value}, headers=headers)
+        assert_error(resp, 400, "dialect")
+    resp = await env.client.post(f"{API}/", json={"name": "R", "printbridge": {"x": 1}}, headers=headers)
+    assert_error(resp, 400, "printbridge")
+    pid = default["id"]
+    assert_error(await raw_patch(env, pid, b'{"dialect": "klingon"}'), 400, "dialect")
+    assert (await raw_patch(env, pid, b'{"dialect": "printbridge", "name": "Q2"}')).status_code == 200
+    got = await env.get_printer(pid)
+    assert (got["name"], got["dialect"]) == ("Q2", "printbridge")
+    names = [p["name"] for p in (await env.client.get(f"{API}/", headers=headers)).json()]
+    assert sorted(names) == ["P", "Q2"]

@@ -47,7 +47,7 @@ class Recorder:
 
     def __init__(self, env: BridgeEnv) -> None:
         self.seen: list[tuple[float, Incoming]] = []
-        ingest = env.bridge.ingest
+        ingest = env.bridge.inbound
         original = ingest.handle
 
         def handle(msg: Incoming) -> None:

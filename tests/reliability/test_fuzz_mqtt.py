@@ -49,7 +49,7 @@ class Harness:
         self._lock = threading.Lock()
         self._ts = time.time()
         self.sent = 0
-        ingest = env.bridge.ingest
+        ingest = env.bridge.inbound
         handle, drop = ingest.handle, ingest.drops.drop
 
         def counting_handle(msg: Incoming) -> None:
@@ -317,7 +317,7 @@ async def test_flood_of_garbage_is_counted_but_log_is_rate_limited(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="printbridge.ingest")
     printer = await env.create_printer("Flood")
-    drops = env.bridge.ingest.drops
+    drops = env.bridge.inbound.drops
     total_before = drops.total
     topic = env.topics.status(printer["id"])
     count = 10_000

@@ -27,7 +27,7 @@ async def test_200_printers_at_5_hz_with_rest_and_actions(env: BridgeEnv) -> Non
         agent = await env.agent(printer)
         await asyncio.to_thread(agent.publish_status, agent_message(ts=time.time(), event="PrintStarted"))
     await wait_for(lambda: all(store.printers[p["id"]].current_print for p in acting), what="the acting prints")
-    handled_before = env.bridge.ingest.handled
+    handled_before = env.bridge.inbound.handled
     rounds = RATE_HZ * SECONDS
 
     def publish() -> int:
@@ -66,7 +66,7 @@ async def test_200_printers_at_5_hz_with_rest_and_actions(env: BridgeEnv) -> Non
             actions += 1
     sent = await publisher
     drained_at = time.monotonic()
-    await wait_for(lambda: env.bridge.ingest.handled - handled_before >= sent, 10, "every status to be handled")
+    await wait_for(lambda: env.bridge.inbound.handled - handled_before >= sent, 10, "every status to be handled")
     drain_s = time.monotonic() - drained_at
     await wait_for(lambda: store.pending_writes == 0, 5, "the last flush")
     final = float(rounds - 1)
@@ -74,8 +74,9 @@ async def test_200_printers_at_5_hz_with_rest_and_actions(env: BridgeEnv) -> Non
     body = (await rest(env, "GET", "/api/v1/printers/")).json()
     assert all(p["status"]["progress"]["completion"] == final for p in body if p["id"] in ids)
     print(
-        f"\nload: {sent} statuses, handled {env.bridge.ingest.handled - handled_before}, drained {drain_s:.2f} s after "
+        f"\nload: {sent} statuses, handled {env.bridge.inbound.handled - handled_before}, "
+        f"drained {drain_s:.2f} s after "
         f"the last publish; {reads} list reads, {actions} actions, slowest action {worst_action_s * 1000:.0f} ms"
     )
     assert worst_action_s < env.settings.command_timeout_s
-    assert env.bridge.ingest.drops.total == 0
+    assert env.bridge.inbound.drops.total == 0

@@ -86,7 +86,7 @@ async def test_disk_full_reported_reads_served_and_recovered(env: BridgeEnv, cap
     await wait_for(lambda: attempts[0] >= 25, 5, "25 flushes on the full disk")
     lines_while_full = len([r for r in caplog.records if "database or disk is full" in r.getMessage()])
     await wait_for(
-        lambda: env.bridge.ingest.drops.total > 0 or env.bridge.store.printers[pid].current_print is not first_print,
+        lambda: env.bridge.inbound.drops.total > 0 or env.bridge.store.printers[pid].current_print is not first_print,
         5,
         "the new print's message to be handled",
     )

@@ -50,9 +50,9 @@ def reopen(store: Store) -> Store:
 
 def test_schema_created_at_the_latest_version_and_wal(store: Store) -> None:
     assert store.path.exists()  # its folder was created
-    assert current_version(store.db) == 2 == len(MIGRATIONS)
+    assert current_version(store.db) == 3 == len(MIGRATIONS)
     rows = store.conn.execute("SELECT version FROM schema_version").fetchall()
-    assert rows == [(1,), (2,)]
+    assert rows == [(1,), (2,), (3,)]
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = set(store.db.table_names())
     assert {"users", "printers", "prints", "commands", "snapshots", "schema_version"} <= tables
@@ -63,14 +63,14 @@ def test_migration_is_idempotent_on_reopen(store: Store) -> None:
     store.create_printer(uid, "P")
     again = reopen(store)
     try:
-        assert again.conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+        assert again.conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
         assert again.user_id("alice") == uid
         assert [r.name for r in again.printers.values()] == ["P"]
     finally:
         again.close()
     third = Store(store.path)
     try:
-        assert third.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 2
+        assert third.conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 3
     finally:
         third.close()
 
@@ -99,6 +99,42 @@ def test_a_version_1_database_is_migrated_without_losing_data(tmp_path: Path) ->
         assert upgraded.meta("ha_discovery_mode") == "device"
     finally:
         upgraded.close()
+
+
+def test_printers_of_a_version_2_database_speak_the_printbridge_dialect(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from bridge.state import schema
+
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
+    schema._v1(db)
+    schema._v2(db)
+    conn.execute("INSERT INTO schema_version VALUES (1, 0), (2, 0)")
+    conn.execute("INSERT INTO users (username, token_hash, created_at) VALUES ('old', 'h', 0)")
+    conn.execute("INSERT INTO printers (owner_id, name, created_at, auth_token) VALUES (1, 'MK3', 0, 'tok')")
+    conn.close()
+    upgraded = Store(path)
+    try:
+        upgraded.load()
+        rec = upgraded.printers[1]
+        assert (rec.name, rec.dialect, rec.dialect_config) == ("MK3", "printbridge", {})
+        assert msgspec.json.decode(upgraded.printer_json(rec))["dialect"] == "printbridge"
+    finally:
+        upgraded.close()
+
+
+def test_a_dialects_settings_are_stored_as_json_and_read_back(store: Store) -> None:
+    owner, _ = store.add_user("ann")
+    rec = store.create_printer(owner, "X1", {"dialect": "printbridge", "dialect_config": {"host": "10.0.0.5"}})
+    store.update_printer(rec, {"dialect_config": {"host": "10.0.0.6", "serial": "01S"}})
+    again = reopen(store)
+    try:
+        assert again.printers[rec.id].dialect_config == {"host": "10.0.0.6", "serial": "01S"}
+    finally:
+        again.close()
 
 
 # -- users -----------------------------------------------------------------------------------------------
