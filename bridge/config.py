@@ -195,6 +195,9 @@ class Settings:
     flush_interval_s: float = 0.05
     sweep_interval_s: float = 1.0
     reconcile_interval_s: float = 1.0
+    # The longest wait between two attempts to reach a printer the bridge connects to (a Bambu printer that
+    # is switched off costs one connection attempt per this long).
+    reconnect_cap_s: float = 30.0
 
     def check(self) -> Settings:
         if self.ha_prefix == self.base_topic:

@@ -94,7 +94,18 @@ class Bridge:
             command_timeout_s=self.settings.command_timeout_s,
             deliver=lambda printer_id, inputs: self.inbound.deliver(printer_id, inputs),
             printers=printers,
+            save_config=self._save_dialect_config,
+            reconnect_cap_s=self.settings.reconnect_cap_s,
         )
+
+    def _save_dialect_config(self, printer_id: int, config: dict[str, Any]) -> None:
+        rec = self.store.get(printer_id)
+        if rec is None or rec.archived_at is not None:
+            return
+        try:
+            self.store.update_printer(rec, {"dialect_config": config})
+        except StoreError as exc:
+            log.error("could not record the settings of printer %d: %s", printer_id, exc)
 
     def dialect_of(self, rec: PrinterRecord) -> Dialect:
         return self.dialects.get(rec.dialect)

@@ -24,17 +24,25 @@ from typing import Any, Protocol
 
 from bridge.bambu.protocol import (
     USERNAME,
-    confirmed,
     encode_print_command,
     encode_pushall,
     judge_reply,
-    not_confirmed,
-    refusal,
     report_topic,
     request_topic,
 )
 from bridge.bambu.pushall import PushallLimiter
-from bridge.bambu.report import Lifecycle, ReportError, build_message, decode_report, merge, replies, status_delta
+from bridge.bambu.report import (
+    Lifecycle,
+    ReportError,
+    build_message,
+    connection_error_update,
+    decode_report,
+    merge,
+    replies,
+    status_delta,
+    to_update,
+)
+from bridge.domain.inputs import Availability, CommandReply, Input
 from bridge.mqtt.droplog import DropLog
 from bridge.mqtt.link import Incoming
 from bridge.mqtt.peerlink import PeerError, PeerParams, PeerRefused, PeerSession, run_session
@@ -44,7 +52,6 @@ log = logging.getLogger("printbridge.bambu")
 
 BACKOFF_START_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
-AGENT_NAME = "Bambu Lab (LAN mode)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +83,8 @@ class BambuTarget:
 class BambuEvents(Protocol):
     """What the connections tell the bridge."""
 
-    def bambu_message(self, printer_id: int, message: dict[str, Any]) -> None:
-        """A SPEC 5.2 agent message built from the printer's merged state."""
-
-    def bambu_availability(self, printer_id: int, online: bool) -> None: ...
+    def bambu_inputs(self, printer_id: int, inputs: list[Input]) -> None:
+        """Normalised inputs: the status built from the merged state, availability, command replies."""
 
     def bambu_pinned(self, printer_id: int, pem: str) -> None:
         """Record the certificate pinned at first contact."""
@@ -92,10 +97,8 @@ class CertificateRefused(Exception):
     """The printer's certificate is not the one to trust; the message says what to do."""
 
 
-@dataclass(frozen=True, slots=True)
-class CommandOutcome:
-    outcome: str  # acked | refused | timeout | not_sent
-    error: str | None
+class NotReachable(RuntimeError):
+    """No session with the printer: nothing was sent."""
 
 
 class PrinterConnection:
@@ -124,8 +127,6 @@ class PrinterConnection:
         self.sessions = 0
         self._first_message = True
         self._reset_backoff = False
-        self._replies: dict[str, asyncio.Future[str | None]] = {}
-        self._changed: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -134,6 +135,16 @@ class PrinterConnection:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bambu-{self.target.printer_id}")
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        if self._task is None or self._task.done():
+            callback()
+        else:
+            self._task.add_done_callback(lambda _task: callback())
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -189,12 +200,10 @@ class PrinterConnection:
             level = logging.WARNING if phase in ("unreachable",) else logging.ERROR
             log.log(level, "bambu printer %d (%s): %s", self.target.printer_id, self.serial, error)
         self.last_error = error
-        for future in self._replies.values():
-            if not future.done():
-                future.set_result("printer connection lost")
-        self._notify()
-        if was_connected:
-            self.events.bambu_availability(self.target.printer_id, False)
+        if phase in ("refused", "certificate"):  # the user must act: say so where the status is seen
+            self.events.bambu_inputs(self.target.printer_id, [connection_error_update(error, self.clock())])
+        elif was_connected:
+            self.events.bambu_inputs(self.target.printer_id, [Availability(False)])
 
     async def _tls_context(self) -> ssl.SSLContext:
         """The context that trusts only the right certificate for this serial, after a handshake of our own
@@ -258,14 +267,14 @@ class PrinterConnection:
         self.last_error = None
         self._reset_backoff = True
         self._first_message = True
-        self.events.bambu_availability(self.target.printer_id, True)
-        if self.pushall.may_ask(self._pushall_key):
+        self.events.bambu_inputs(self.target.printer_id, [Availability(True)])
+        if self.pushall.may_ask(self.pushall_key):
             await session.publish(request_topic(self.serial), encode_pushall(uuid.uuid4().hex[:8]), qos=1)
         elif self.state:
             self._publish_state()  # what we knew before the reconnect still stands
 
     @property
-    def _pushall_key(self) -> str:
+    def pushall_key(self) -> str:
         return f"{self.target.printer_id}/{self.serial}"
 
     # -- reports ------------------------------------------------------------------------------------------
@@ -276,78 +285,42 @@ class PrinterConnection:
         except ReportError as exc:
             self.drops.drop(msg.topic, str(exc))
             return
+        inputs: list[Input] = []
         for reply in replies(report):
-            future = self._replies.get(reply.sequence_id)
-            if future is not None and not future.done():
-                verdict = judge_reply(reply)
-                future.set_result(verdict.error if verdict is not None else None)
+            verdict = judge_reply(reply)
+            inputs.append(CommandReply(reply.sequence_id, verdict is None, verdict.error if verdict else None))
         delta = status_delta(report)
         if delta is not None:
             merge(self.state, delta)
+        if inputs:  # replies first: a confirmation then waits for the state this very report may bring
+            self.events.bambu_inputs(self.target.printer_id, inputs)
+        if delta is not None:
             self._publish_state()
-        self._notify()
 
     def _publish_state(self) -> None:
         printer_id = self.target.printer_id
         message = build_message(self.state, self.lifecycle, self.clock(), self.events.bambu_open_print(printer_id))
         if message is None:
             return
-        if self._first_message:
-            message["settings"] = {"agent": {"name": AGENT_NAME, "version": None}, "webcams": []}
-            self._first_message = False
-        self.events.bambu_message(printer_id, message)
-
-    def _notify(self) -> None:
-        for event in self._changed:
-            event.set()
+        update = to_update(message, with_settings=self._first_message)
+        self._first_message = False
+        self.events.bambu_inputs(printer_id, [update])
 
     @property
     def gcode_state(self) -> str | None:
         value = self.state.get("gcode_state")
         return value if isinstance(value, str) else None
 
-    # -- commands -----------------------------------------------------------------------------------------
-
-    async def command(self, cmd: str, cmd_id: str, timeout_s: float) -> CommandOutcome:
-        """Publish pause/resume/cancel with `cmd_id` as sequence_id and wait until gcode_state confirms it,
-        the echo refuses it, or `timeout_s` passes."""
+    async def send(self, cmd: str, cmd_id: str) -> None:
+        """Publish pause/resume/cancel with `cmd_id` as its sequence_id, at QoS 1; the echo comes back as a
+        CommandReply. Raises NotReachable when there is no session."""
         session = self.session
         if session is None or not self.connected:
-            return CommandOutcome("not_sent", "printer offline")
-        refused = refusal(cmd, self.gcode_state)
-        if refused is not None:
-            return CommandOutcome("refused", refused)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        reply: asyncio.Future[str | None] = loop.create_future()
-        changed = asyncio.Event()
-        self._replies[cmd_id] = reply
-        self._changed.add(changed)
+            raise NotReachable("no connection to the printer")
         try:
-            try:
-                await asyncio.wait_for(
-                    session.publish(request_topic(self.serial), encode_print_command(cmd, cmd_id), qos=1), timeout_s
-                )
-            except (PeerError, TimeoutError) as exc:
-                return CommandOutcome("not_sent", f"printer unavailable: {exc}")
-            while True:
-                if reply.done() and reply.result() is not None:
-                    error = reply.result()
-                    return CommandOutcome("timeout" if error == "printer connection lost" else "refused", error)
-                if confirmed(cmd, self.gcode_state):
-                    return CommandOutcome("acked", None)
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), remaining)
-            if reply.done():  # the printer said yes (or nothing) but the state never followed
-                return CommandOutcome("refused", not_confirmed(cmd, self.gcode_state))
-            return CommandOutcome("timeout", "timeout")
-        finally:
-            self._replies.pop(cmd_id, None)
-            self._changed.discard(changed)
+            await session.publish(request_topic(self.serial), encode_print_command(cmd, cmd_id), qos=1)
+        except PeerError as exc:
+            raise NotReachable(str(exc)) from exc
 
 
 def _fields(target: BambuTarget) -> dict[str, Any]:
@@ -364,6 +337,7 @@ class BambuConnections:
         self.pushall = PushallLimiter(clock)
         self.drops = DropLog()
         self._connections: dict[int, PrinterConnection] = {}
+        self._stopping: set[PrinterConnection] = set()  # cancelled, awaited at shutdown
 
     def get(self, printer_id: int) -> PrinterConnection | None:
         return self._connections.get(printer_id)
@@ -371,39 +345,46 @@ class BambuConnections:
     def __len__(self) -> int:
         return len(self._connections)
 
-    async def sync(self, targets: list[BambuTarget]) -> None:
+    def sync(self, targets: list[BambuTarget]) -> None:
         """Start connections for new printers, restart changed ones, stop those no longer wanted."""
         wanted = {t.printer_id: t for t in targets}
         for printer_id in [p for p in self._connections if p not in wanted]:
-            await self._remove(printer_id)
-        for printer_id, target in wanted.items():
-            current = self._connections.get(printer_id)
-            if current is not None and current.target.same_session(target):
-                continue
-            if current is not None:
-                await self._remove(printer_id, keep_pushall=current.serial == target.serial)
-            connection = PrinterConnection(
-                target, self.events, self.clock, self.pushall, self.backoff_cap_s, self.drops
-            )
-            self._connections[printer_id] = connection
-            connection.start()
+            self.remove(printer_id)
+        for target in wanted.values():
+            self.put(target)
 
-    async def _remove(self, printer_id: int, *, keep_pushall: bool = False) -> None:
-        connection = self._connections.pop(printer_id)
-        await connection.stop()
+    def put(self, target: BambuTarget) -> None:
+        """Connect to `target`, replacing the printer's connection if its address or credentials changed."""
+        current = self._connections.get(target.printer_id)
+        if current is not None and current.target.same_session(target):
+            return
+        same_printer = current is not None and current.serial == target.serial
+        if current is not None:
+            self.remove(target.printer_id, keep_pushall=same_printer)
+        connection = PrinterConnection(target, self.events, self.clock, self.pushall, self.backoff_cap_s, self.drops)
+        if current is not None and same_printer:
+            # The same printer (a new access code, another address): what it reported still stands, and it may
+            # not be asked for everything again within five minutes.
+            connection.state, connection.lifecycle = current.state, current.lifecycle
+        self._connections[target.printer_id] = connection
+        connection.start()
+
+    def remove(self, printer_id: int, *, keep_pushall: bool = False) -> None:
+        connection = self._connections.pop(printer_id, None)
+        if connection is None:
+            return
+        connection.cancel()
+        self._stopping.add(connection)
+        connection.when_done(lambda: self._stopping.discard(connection))
         if not keep_pushall:
-            self.pushall.forget(connection._pushall_key)
+            self.pushall.forget(connection.pushall_key)
         if connection.connected:
             connection.connected = False
-            self.events.bambu_availability(printer_id, False)
+            self.events.bambu_inputs(printer_id, [Availability(False)])
 
     async def stop(self) -> None:
         for printer_id in list(self._connections):
-            connection = self._connections.pop(printer_id)
+            self.remove(printer_id)
+        for connection in list(self._stopping):
             await connection.stop()
-
-    async def command(self, printer_id: int, cmd: str, cmd_id: str, timeout_s: float) -> CommandOutcome:
-        connection = self._connections.get(printer_id)
-        if connection is None:
-            return CommandOutcome("not_sent", "printer offline")
-        return await connection.command(cmd, cmd_id, timeout_s)
+        self._stopping.clear()

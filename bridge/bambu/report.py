@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from bridge.domain.inputs import StatusUpdate
+
 # A print stopped by the user ends in FAILED with this print_error (ha-bambulab's data): a cancel, not a failure.
 CANCELLED_PRINT_ERROR = 50348044
 ACTIVE_STATES = frozenset({"PREPARE", "RUNNING", "PAUSE"})
@@ -261,3 +263,33 @@ def build_message(
     if event is not None:
         message["event"] = {"event_type": event, "data": {"name": file_name(state)}}
     return message
+
+
+_encoder = msgspec.json.Encoder()
+AGENT_NAME = "Bambu Lab (LAN mode)"
+_SETTINGS = _encoder.encode({"agent": {"name": AGENT_NAME, "version": None}, "webcams": []})
+
+
+def to_update(message: dict[str, Any], *, with_settings: bool = False) -> StatusUpdate:
+    """An agent message as the normalised input ingest applies (`with_settings`: name the agent too)."""
+    status = message["status"]
+    event = message.get("event")
+    return StatusUpdate(
+        status=status,
+        status_raw=_encoder.encode(status),
+        settings_raw=_SETTINGS if with_settings else None,
+        agent_name=AGENT_NAME if with_settings else None,
+        current_print_ts=message.get("current_print_ts"),
+        event=event["event_type"] if event else None,
+        filename=event["data"]["name"] if event else None,
+    )
+
+
+def connection_error_update(error: str, now: float) -> StatusUpdate:
+    """The status of a printer the bridge cannot use (credentials or certificate refused), as OctoPrint
+    shows a printer it cannot connect to: `Error: …`, not operational, so that the reason is seen where the
+    status is (REST, Home Assistant) and not only in the log."""
+    flags = _flags(printing=False, paused=False, error=True, ready=False)
+    flags["operational"] = False
+    status = {"_ts": now, "state": {"text": f"Error: {error}", "flags": flags}, "errors": []}
+    return StatusUpdate(status=status, status_raw=_encoder.encode(status))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from bridge.dialects.bambu import BambuDialect
 from bridge.dialects.base import Dialect, DialectContext
 from bridge.dialects.printbridge import PrintbridgeDialect
 
@@ -12,6 +13,7 @@ DEFAULT_DIALECT = PrintbridgeDialect.name
 
 DIALECTS: dict[str, type[Dialect]] = {
     PrintbridgeDialect.name: PrintbridgeDialect,
+    BambuDialect.name: BambuDialect,
 }
 
 

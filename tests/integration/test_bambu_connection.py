@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bridge.bambu.connection import BambuConnections, BambuTarget
+from bridge.domain.inputs import Availability, CommandReply, Input, StatusUpdate
 from tests.support.bambu import BambuSetup, Timing, bambu_printers
 from tests.support.env import Clock, wait_for
 
@@ -24,16 +25,20 @@ class Sink:
     """The bridge's side of BambuEvents, recorded."""
 
     def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
+        self.updates: list[StatusUpdate] = []
         self.availability: list[bool] = []
+        self.replies: list[CommandReply] = []
         self.pins: dict[int, str] = {}
         self.open_print: tuple[float, str | None] | None = None
 
-    def bambu_message(self, printer_id: int, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-
-    def bambu_availability(self, printer_id: int, online: bool) -> None:
-        self.availability.append(online)
+    def bambu_inputs(self, printer_id: int, inputs: list[Input]) -> None:
+        for item in inputs:
+            if isinstance(item, StatusUpdate):
+                self.updates.append(item)
+            elif isinstance(item, Availability):
+                self.availability.append(item.online)
+            elif isinstance(item, CommandReply):
+                self.replies.append(item)
 
     def bambu_pinned(self, printer_id: int, pem: str) -> None:
         self.pins[printer_id] = pem
@@ -42,10 +47,11 @@ class Sink:
         return self.open_print
 
     def state_text(self) -> str | None:
-        return self.messages[-1]["status"]["state"]["text"] if self.messages else None
+        status = self.updates[-1].status if self.updates else None
+        return None if status is None else status["state"]["text"]
 
     def events(self) -> list[str]:
-        return [m["event"]["event_type"] for m in self.messages if "event" in m]
+        return [u.event for u in self.updates if u.event is not None]
 
 
 @pytest.fixture
@@ -78,63 +84,53 @@ async def conns() -> AsyncIterator[tuple[BambuConnections, Sink, Clock]]:
 
 async def test_first_contact_pins_and_reports_arrive(printer: BambuSetup, conns: Any) -> None:
     connections, sink, _ = conns
-    await connections.sync([target(printer)])
+    connections.sync([target(printer)])
     await wait_for(lambda: sink.state_text() == "Operational", 10, "the full state after pushall")
     assert sink.availability == [True]
     assert sink.pins[1] == printer.identity(SERIAL).cert.read_text()
-    assert sink.messages[0]["settings"]["agent"]["name"] == "Bambu Lab (LAN mode)"
+    assert sink.updates[0].agent_name == "Bambu Lab (LAN mode)"  # named once per session
     assert printer.printer(SERIAL).pushalls == 1
     printer.printer(SERIAL).start_print("benchy")
     await wait_for(lambda: sink.state_text() == "Printing", 5, "the print running")
-    assert sink.messages[-1]["current_print_ts"] > 0
-    assert sink.messages[-1]["status"]["job"]["file"]["name"] == "benchy"
+    last = sink.updates[-1]
+    assert last.agent_name is None and last.settings_raw is None
+    assert last.current_print_ts is not None and last.current_print_ts > 0
+    assert last.status is not None and last.status["job"]["file"]["name"] == "benchy"
 
 
-async def test_pause_resume_cancel_are_confirmed_by_state(printer: BambuSetup, conns: Any) -> None:
+async def test_commands_carry_the_command_id_and_echoes_become_replies(printer: BambuSetup, conns: Any) -> None:
     connections, sink, _ = conns
-    await connections.sync([target(printer)])
+    connections.sync([target(printer)])
     await wait_for(lambda: sink.state_text() == "Operational", 10, "connected")
-    printer.printer(SERIAL).start_print("benchy")
-    await wait_for(lambda: sink.state_text() == "Printing", 5, "printing")
-    pause = await connections.command(1, "pause", "cmd-1", 5.0)
-    assert (pause.outcome, pause.error) == ("acked", None)
-    assert sink.state_text() == "Paused"
-    again = await connections.command(1, "pause", "cmd-2", 5.0)
-    assert (again.outcome, again.error) == ("refused", "already paused")
-    resume = await connections.command(1, "resume", "cmd-3", 5.0)
-    assert (resume.outcome, resume.error) == ("acked", None)
-    printer.printer(SERIAL).echo_result = False  # an echo without result: the state still decides
-    cancel = await connections.command(1, "cancel", "cmd-4", 5.0)
-    assert (cancel.outcome, cancel.error) == ("acked", None)
-    assert sink.events() == ["PrintPaused", "PrintResumed", "PrintCancelled"]
-    requests = [r["print"] for r in printer.printer(SERIAL).requests if "print" in r]
-    assert requests == [
-        {"sequence_id": "cmd-1", "command": "pause", "param": ""},
-        {"sequence_id": "cmd-3", "command": "resume", "param": ""},
-        {"sequence_id": "cmd-4", "command": "stop", "param": ""},
-    ]
-
-
-async def test_refused_and_unconfirmed_commands(printer: BambuSetup, conns: Any) -> None:
-    connections, sink, _ = conns
-    await connections.sync([target(printer)])
-    await wait_for(lambda: sink.state_text() == "Operational", 10, "connected")
-    not_paused = await connections.command(1, "resume", "r-1", 5.0)
-    assert (not_paused.outcome, not_paused.error) == ("refused", "not paused")
     sim = printer.printer(SERIAL)
     sim.start_print("benchy")
     await wait_for(lambda: sink.state_text() == "Printing", 5, "printing")
-    sim.refuse_next = "busy homing"
-    refused = await connections.command(1, "pause", "r-2", 5.0)
-    assert (refused.outcome, refused.error) == ("refused", "refused by the printer: busy homing")
-    sim.ignore_commands = True  # "success", and then nothing happens
-    stuck = await connections.command(1, "pause", "r-3", 1.0)
-    assert (stuck.outcome, stuck.error) == ("refused", "printer did not pause: state is RUNNING")
+    connection = connections.get(1)
+    assert connection is not None
+    await connection.send("pause", "cmd-1")
+    await wait_for(lambda: sink.state_text() == "Paused", 5, "paused")
+    sim.echo_result = False
+    await connection.send("resume", "cmd-2")
+    await wait_for(lambda: sink.state_text() == "Printing", 5, "printing again")
+    sim.echo_result, sim.refuse_next = True, "busy homing"
+    await connection.send("cancel", "cmd-3")
+    await wait_for(lambda: len(sink.replies) == 3, 5, "three echoes")
+    assert sink.replies == [
+        CommandReply("cmd-1", True, None),
+        CommandReply("cmd-2", True, None),  # no result in the echo: not a refusal
+        CommandReply("cmd-3", False, "refused by the printer: busy homing"),
+    ]
+    assert sink.events() == ["PrintPaused", "PrintResumed"]
+    assert [r["print"] for r in sim.requests if "print" in r] == [
+        {"sequence_id": "cmd-1", "command": "pause", "param": ""},
+        {"sequence_id": "cmd-2", "command": "resume", "param": ""},
+        {"sequence_id": "cmd-3", "command": "stop", "param": ""},
+    ]
 
 
 async def test_a_changed_certificate_is_refused(printer: BambuSetup, conns: Any) -> None:
     connections, sink, _ = conns
-    await connections.sync([target(printer)])
+    connections.sync([target(printer)])
     await wait_for(lambda: sink.availability == [True], 10, "connected")
     # Same vendor CA, same serial, another key: not the certificate pinned at first contact.
     printer.replace_certificate(SERIAL, printer.vendor_ca.issue(SERIAL))
@@ -149,7 +145,7 @@ async def test_a_changed_certificate_is_refused(printer: BambuSetup, conns: Any)
 
 async def test_the_vendor_ca_accepts_a_new_certificate_for_the_serial(printer: BambuSetup, conns: Any) -> None:
     connections, sink, _ = conns
-    await connections.sync([target(printer, ca_pem=printer.vendor_ca.cert_pem)])
+    connections.sync([target(printer, ca_pem=printer.vendor_ca.cert_pem)])
     await wait_for(lambda: sink.availability == [True], 10, "connected")
     assert sink.pins == {}  # a CA was given: nothing to pin
     printer.replace_certificate(SERIAL, printer.vendor_ca.issue(SERIAL))
@@ -158,7 +154,7 @@ async def test_the_vendor_ca_accepts_a_new_certificate_for_the_serial(printer: B
 
 async def test_a_certificate_for_another_serial_is_refused(printer: BambuSetup, conns: Any) -> None:
     connections, sink, _ = conns
-    await connections.sync([target(printer, serial="01P00A000000999")])
+    connections.sync([target(printer, serial="01P00A000000999")])
     connection = connections.get(1)
     assert connection is not None
     await wait_for(lambda: connection.phase == "certificate", 10, "the certificate refused")
@@ -171,28 +167,29 @@ async def test_a_wrong_access_code_is_reported_and_never_logged(
 ) -> None:
     connections, sink, _ = conns
     caplog.set_level(logging.DEBUG)
-    await connections.sync([target(printer, access_code="87654321")])
+    connections.sync([target(printer, access_code="87654321")])
     connection = connections.get(1)
     assert connection is not None
     await wait_for(lambda: connection.phase == "refused", 10, "the refusal")
     assert connection.last_error is not None and "refused the access code" in connection.last_error
+    assert sink.state_text() == f"Error: {connection.last_error}"  # shown where the status is seen
     assert "87654321" not in caplog.text and "87654321" not in repr(connection.target)
     # The right code, given at runtime: the connection is replaced and comes up.
-    await connections.sync([target(printer)])
+    connections.sync([target(printer)])
     await wait_for(lambda: sink.availability == [True], 10, "connected with the new code")
 
 
 async def test_away_and_back_without_a_second_pushall_within_five_minutes(printer: BambuSetup, conns: Any) -> None:
     connections, sink, clock = conns
-    await connections.sync([target(printer)])
+    connections.sync([target(printer)])
     await wait_for(lambda: sink.state_text() == "Operational", 10, "connected")
     sim = printer.printer(SERIAL)
     await asyncio.to_thread(printer.power_off)
     await wait_for(lambda: sink.availability == [True, False], 10, "offline")
     await asyncio.to_thread(printer.power_on)
     await wait_for(lambda: sink.availability == [True, False, True], 10, "back")
-    sim.push_delta(mc_percent=1)  # a delta after the reconnect still merges into the known state
-    await wait_for(lambda: sink.messages[-1]["status"]["temperatures"]["bed"]["actual"] == 25.0, 5, "a delta")
+    sim.push_delta(nozzle_temper=30.5)  # a delta after the reconnect still merges into the known state
+    await wait_for(lambda: _bed(sink) == 25.0 and _nozzle(sink) == 30.5, 5, "a delta on the known state")
     assert sim.pushalls == 1
     clock.advance(301)
     await asyncio.to_thread(printer.power_off)
@@ -203,7 +200,17 @@ async def test_away_and_back_without_a_second_pushall_within_five_minutes(printe
 
 async def test_printers_are_added_and_removed_at_runtime(printer: BambuSetup, conns: Any) -> None:
     connections, sink, _ = conns
-    await connections.sync([target(printer)])
+    connections.sync([target(printer)])
     await wait_for(lambda: sink.availability == [True], 10, "connected")
-    await connections.sync([])
+    connections.sync([])
     assert sink.availability == [True, False] and len(connections) == 0
+
+
+def _bed(sink: Sink) -> float | None:
+    status = sink.updates[-1].status
+    return None if status is None else status["temperatures"]["bed"]["actual"]
+
+
+def _nozzle(sink: Sink) -> float | None:
+    status = sink.updates[-1].status
+    return None if status is None else status["temperatures"]["tool0"]["actual"]

@@ -497,6 +497,15 @@ class BambuSetup:
         self.power_on()
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def start_bambu(
     workdir: Path,
     serials: list[str],
@@ -512,9 +521,20 @@ def start_bambu(
     identities = {}
     for serial in serials:
         cert, key = ca.issue(serial).write(workdir, serial)
-        identities[serial] = PrinterIdentity(serial, access_code, free_port(), cert, key)
-    broker = BambuBroker(workdir, free_port(), identities)
-    broker.start()
+        identities[serial] = PrinterIdentity(serial, access_code, 0, cert, key)
+    broker = BambuBroker(workdir, 0, identities)
+    for attempt in range(3):  # a port found free may be taken by another process before mosquitto binds it
+        ports = distinct_free_ports(len(serials) + 1)
+        broker.internal_port = ports[0]
+        for ident, port in zip(identities.values(), ports[1:], strict=True):
+            ident.tls_port = port
+        try:
+            broker.start()
+            break
+        except BrokerError:
+            broker.stop()
+            if attempt == 2:
+                raise
     firmware = Firmware(broker, report_interval_s)
     for serial in serials:
         firmware.add(SimulatedPrinter(firmware, serial, model=model, timing=timing))
