@@ -15,7 +15,17 @@ import time
 
 from bench.common import ROOT
 
-BENCHMARKS = ["http_list", "http_single", "ingest", "freshness", "actions", "memory", "startup"]
+BENCHMARKS = [
+    "http_list",
+    "http_single",
+    "ingest",
+    "freshness",
+    "actions",
+    "memory",
+    "startup",
+    "bambu_fleet",
+    "bambu_pause",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from bridge.bambu.report import (
     status_delta,
     to_update,
 )
-from bridge.domain.inputs import Availability, CommandReply, Input
+from bridge.domain.inputs import Availability, CommandReply, Input, SignOfLife
 from bridge.mqtt.droplog import DropLog
 from bridge.mqtt.link import Incoming
 from bridge.mqtt.peerlink import PeerError, PeerParams, PeerRefused, PeerSession, run_session
@@ -52,6 +52,9 @@ log = logging.getLogger("printbridge.bambu")
 
 BACKOFF_START_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
+# An idle P1 may report nothing for minutes; its session (MQTT keepalive 30 s) shows it is there, and this
+# often the bridge says so, so that its status is not served as stale.
+LIVENESS_INTERVAL_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,9 +341,17 @@ class BambuConnections:
         self.drops = DropLog()
         self._connections: dict[int, PrinterConnection] = {}
         self._stopping: set[PrinterConnection] = set()  # cancelled, awaited at shutdown
+        self._liveness_task: asyncio.Task[None] | None = None
 
     def get(self, printer_id: int) -> PrinterConnection | None:
         return self._connections.get(printer_id)
+
+    async def _liveness(self) -> None:
+        while True:
+            await asyncio.sleep(LIVENESS_INTERVAL_S)
+            for printer_id, connection in list(self._connections.items()):
+                if connection.connected:
+                    self.events.bambu_inputs(printer_id, [SignOfLife()])
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -361,6 +372,8 @@ class BambuConnections:
         same_printer = current is not None and current.serial == target.serial
         if current is not None:
             self.remove(target.printer_id, keep_pushall=same_printer)
+        if self._liveness_task is None:
+            self._liveness_task = asyncio.get_running_loop().create_task(self._liveness(), name="bambu-liveness")
         connection = PrinterConnection(target, self.events, self.clock, self.pushall, self.backoff_cap_s, self.drops)
         if current is not None and same_printer:
             # The same printer (a new access code, another address): what it reported still stands, and it may
@@ -383,6 +396,9 @@ class BambuConnections:
             self.events.bambu_inputs(printer_id, [Availability(False)])
 
     async def stop(self) -> None:
+        if self._liveness_task is not None:
+            self._liveness_task.cancel()
+            self._liveness_task = None
         for printer_id in list(self._connections):
             self.remove(printer_id)
         for connection in list(self._stopping):

@@ -105,8 +105,8 @@ class BambuDialect(Dialect):
 
     @classmethod
     def validate_config(cls, value: Any, current: Mapping[str, Any]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise DialectConfigError("", "expected an object {host, serial, access_code, port?, ca?}")
+        if not isinstance(value, dict) or (not value and not current):
+            raise DialectConfigError("", "required: an object {host, serial, access_code, port?, ca?}")
         for key in value:
             if key not in FIELDS:
                 raise DialectConfigError(str(key), f"unknown field; expected {', '.join(FIELDS)}")

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -20,6 +23,7 @@ from tests.support.broker import Broker, Probe, subscribed_admin_probe
 from tests.support.env import BridgeEnv, running_bridge, wait_for
 
 SERIAL = "01P00A000000001"
+PRINTBRIDGE = Path(sys.executable).with_name("printbridge")
 CODE = "12345678"
 FAST = Timing(prepare_s=0.05, pause_s=0.15, resume_s=0.1, stop_s=0.1, clear_error_s=0.3)
 
@@ -114,6 +118,10 @@ async def test_status_and_print_lifecycle_in_rest_and_home_assistant(benv: Bridg
         assert state["time_left_s"] == 42 * 60
         started = await w.on(env.topics.event(pid), lambda d: d["event_type"] == "STARTED")
         assert started["print"]["filename"] == "benchy"
+        muted = await env.action(pid, "mute_current_print")  # the actions that do not reach the printer
+        assert muted["succeeded"] is True and muted["printer"]["current_print"]["alert_muted_at"] is not None
+        await w.on(env.topics.state(pid), lambda d: d["muted"])
+        assert (await env.action(pid, "acknowledge_alert"))["succeeded"] is True
         sim.push_delta(mc_percent=57, mc_remaining_time=12)
         state = await w.on(env.topics.state(pid), lambda d: d["progress"] == 57.0)
         assert state["time_left_s"] == 720
@@ -285,6 +293,7 @@ async def test_a_changed_certificate_is_refused(benv: BridgeEnv, printer: BambuS
         ({"bambu": {"host": "127.0.0.1", "serial": SERIAL, "access_code": CODE, "ca": "nope"}}, "bambu.ca"),
         ({"bambu": {"host": "127.0.0.1", "serial": SERIAL, "access_code": CODE, "pin": 1}}, "bambu.pin"),
         ({"bambu": "127.0.0.1"}, "bambu"),
+        ({}, "bambu"),  # a Bambu printer without its settings
     ],
 )
 async def test_bad_bambu_settings_are_400_naming_the_field(env: BridgeEnv, body: dict[str, Any], field: str) -> None:
@@ -327,3 +336,31 @@ async def test_fifty_bambu_printers_at_once(benv: BridgeEnv, tmp_path: Path) -> 
         results = await asyncio.gather(*(env.action(pid, "pause_print") for pid in ids[:5]))
         assert all(r["succeeded"] for r in results), results
         assert sum(farm.printer(s).pushalls for s in serials) == 50
+
+
+async def test_cli_adds_a_bambu_printer_that_the_running_bridge_connects_to(
+    benv: BridgeEnv, printer: BambuSetup
+) -> None:
+    env = benv
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PRINTBRIDGE_")}
+    environ["PRINTBRIDGE_DB"] = str(env.settings.db_path)
+    port = str(printer.identity(SERIAL).tls_port)
+    command = [str(PRINTBRIDGE), "printer", "add", "--owner", "alice", "--name", "P1S", "--dialect", "bambu"]
+    command += ["--host", "127.0.0.1", "--port", port, "--serial", SERIAL, "--access-code", "-"]
+    result = await asyncio.to_thread(
+        subprocess.run, command, env=environ, input=CODE + "\n", capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["dialect"] == "bambu" and doc["bambu"] == {"host": "127.0.0.1", "serial": SERIAL, "port": int(port)}
+    assert "mqtt" not in doc and CODE not in result.stdout + result.stderr
+    await until_state(env, doc["id"], "Operational")  # picked up by the running bridge, no restart
+    wrong = await asyncio.to_thread(
+        subprocess.run,
+        [str(PRINTBRIDGE), "printer", "add", "--owner", "alice", "--name", "X", "--host", "127.0.0.1"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert wrong.returncode == 2 and "--host: only for --dialect bambu" in wrong.stderr

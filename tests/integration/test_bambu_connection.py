@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from bridge.bambu import connection as connection_module
 from bridge.bambu.connection import BambuConnections, BambuTarget
-from bridge.domain.inputs import Availability, CommandReply, Input, StatusUpdate
+from bridge.domain.inputs import Availability, CommandReply, Input, SignOfLife, StatusUpdate
 from tests.support.bambu import BambuSetup, Timing, bambu_printers
 from tests.support.env import Clock, wait_for
 
@@ -28,6 +29,7 @@ class Sink:
         self.updates: list[StatusUpdate] = []
         self.availability: list[bool] = []
         self.replies: list[CommandReply] = []
+        self.signs_of_life = 0
         self.pins: dict[int, str] = {}
         self.open_print: tuple[float, str | None] | None = None
 
@@ -39,6 +41,8 @@ class Sink:
                 self.availability.append(item.online)
             elif isinstance(item, CommandReply):
                 self.replies.append(item)
+            elif isinstance(item, SignOfLife):
+                self.signs_of_life += 1
 
     def bambu_pinned(self, printer_id: int, pem: str) -> None:
         self.pins[printer_id] = pem
@@ -214,3 +218,14 @@ def _bed(sink: Sink) -> float | None:
 def _nozzle(sink: Sink) -> float | None:
     status = sink.updates[-1].status
     return None if status is None else status["temperatures"]["tool0"]["actual"]
+
+
+async def test_a_quiet_connected_printer_keeps_showing_signs_of_life(
+    printer: BambuSetup, conns: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle P1 may send nothing for minutes: while its session is up, its status must not go stale."""
+    monkeypatch.setattr(connection_module, "LIVENESS_INTERVAL_S", 0.05)
+    connections, sink, _ = conns
+    connections.sync([target(printer)])
+    await wait_for(lambda: sink.signs_of_life >= 3, 10, "signs of life while connected")
+    assert sink.availability == [True]

@@ -399,6 +399,7 @@ class Firmware:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"firmware-{broker.internal_port}")
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
+        self.client.on_socket_open = lambda _c, _u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
