@@ -72,7 +72,7 @@ class Bridge:
         self.actions = Actions(self.store, self.commands, self.outputs, clock)
         self.detector.bind(lambda rec: self.actions.command(rec, "pause", "system"))
         self.accounts = Accounts(
-            self.link, self.store, self.topics, lambda rec: self.dialect_of(rec).broker_permissions(rec.id)
+            self.link, self.store, self.topics, lambda rec: self.dialect_of(rec).broker_permissions(self.topics, rec.id)
         )
         self.ingest = Ingest(self.store, self.outputs, self.commands, self.detector, clock)
         self.inbound = Inbound(self.store, self.topics, self.dialects, self.ingest, self._mqtt_action, self._ha_online)

@@ -26,9 +26,9 @@ The interface (`bridge.dialects.base.Dialect`; every method has a default):
 - The bridge's broker: `subscriptions()` (topic filters the bridge subscribes to for the dialect),
   `accepts(subtopic)` (what follows `B/printers/{id}/` that the dialect consumes; `action/...` is the
   bridge's), `decode(printer, subtopic, payload, retained)` -> inputs (validate completely, raise
-  `PayloadError` for anything malformed: the message is dropped and logged; change nothing), and
-  `broker_permissions(printer_id)` -> the `BrokerPermission`s of the printer's broker account
-  (`publish`/`subscribe` on exact topics). An empty list means the printer gets no broker account (a
+  `PayloadError` for anything malformed: the message is dropped and logged; change nothing), and the
+  classmethod `broker_permissions(topics, printer_id)` -> the `BrokerPermission`s of the printer's broker
+  account (`publish`/`subscribe` on exact topics). An empty list means the printer gets no broker account (a
   dialect that reaches its printers over its own connection). `bridge.mqtt.dynsec` builds the role from it.
 - Commands (`pause`, `resume`, `cancel` with `args`): `refuse(printer, cmd)` may refuse before sending,
   judged from the known state (recorded as `refused`, nothing sent). `send_command(printer, request)` hands

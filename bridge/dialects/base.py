@@ -127,9 +127,11 @@ class Dialect:
         """Whether `subtopic` (what follows `B/printers/{id}/`) is one of this dialect's inbound topics."""
         return False
 
-    def broker_permissions(self, printer_id: int) -> list[BrokerPermission]:
-        """What a printer of this dialect may do on the bridge's broker. Empty: it gets no broker account
-        (a dialect that reaches its printers over its own connection)."""
+    @classmethod
+    def broker_permissions(cls, topics: Topics, printer_id: int) -> list[BrokerPermission]:
+        """What a printer of this dialect may do on the bridge's broker (class level: the command line
+        provisions accounts without a running dialect). Empty: it gets no broker account (a dialect that
+        reaches its printers over its own connection)."""
         return []
 
     def decode(self, rec: PrinterRecord, subtopic: str, payload: bytes, retained: bool) -> Sequence[Input]:

@@ -78,8 +78,9 @@ class PrintbridgeDialect(Dialect):
     def accepts(self, subtopic: str) -> bool:
         return subtopic in INBOUND
 
-    def broker_permissions(self, printer_id: int) -> list[BrokerPermission]:
-        return printer_permissions(self.ctx.topics, printer_id)
+    @classmethod
+    def broker_permissions(cls, topics: Topics, printer_id: int) -> list[BrokerPermission]:
+        return printer_permissions(topics, printer_id)
 
     def decode(self, rec: PrinterRecord, subtopic: str, payload: bytes, retained: bool) -> Sequence[Input]:
         if subtopic == STATUS:
