@@ -57,7 +57,8 @@ class Prints:
         return [_record(r) for r in self.db.conn.execute(f"{_SELECT} WHERE printer_id = ? ORDER BY id", (printer_id,))]
 
     def open_prints(self, printer_id: int | None = None) -> list[PrintRecord]:
-        sql, args = f"{_SELECT} WHERE ended_at IS NULL", ()
+        sql = f"{_SELECT} WHERE ended_at IS NULL"
+        args: tuple[int, ...] = ()
         if printer_id is not None:
             sql, args = sql + " AND printer_id = ?", (printer_id,)
         return [_record(r) for r in self.db.conn.execute(sql, args)]

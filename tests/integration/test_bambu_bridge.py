@@ -51,7 +51,11 @@ async def add(env: BridgeEnv, setup: BambuSetup, serial: str = SERIAL, **changes
 
 
 async def state_text(env: BridgeEnv, printer_id: int) -> str | None:
-    status = (await env.get_printer(printer_id))["status"]
+    resp = await env.client.get(f"/api/v1/printers/{printer_id}/", headers=env.auth())
+    if resp.status_code == 404:
+        return None  # created by another process and not picked up yet
+    assert resp.status_code == 200, resp.text
+    status = resp.json()["status"]
     return None if status is None else status["state"]["text"]
 
 
