@@ -272,3 +272,12 @@ def test_pushall_at_most_every_five_minutes_per_printer() -> None:
     assert limiter.may_ask("A")
     limiter.forget("A")
     assert limiter.may_ask("A")
+
+
+def test_setup_text_says_what_to_enable_and_never_the_code() -> None:
+    from bridge.bambu.setup import broker_url, build_setup_text
+
+    text = build_setup_text("192.168.1.50", "01P00A000000001", 8883)
+    assert "LAN mode" in text and "access code" in text
+    assert "mqtts://192.168.1.50:8883" in text and "01P00A000000001" in text
+    assert broker_url("printer.lan") == "mqtts://printer.lan:8883"
