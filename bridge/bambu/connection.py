@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import uuid
@@ -185,6 +186,11 @@ class PrinterConnection:
                 self._lost("certificate", str(exc))
             except (PeerError, OSError, TimeoutError, ssl.SSLError) as exc:
                 self._lost("unreachable", f"cannot reach the printer at {self._address}: {exc or type(exc).__name__}")
+            except Exception as exc:  # a bug must not end the supervision: log it, and try again later
+                log.exception(
+                    "bambu printer %d (%s): connection failed unexpectedly", self.target.printer_id, self.serial
+                )
+                self._lost("unreachable", f"unexpected error: {type(exc).__name__}: {exc}")
             if self._reset_backoff:  # it was connected: the next loss starts the backoff afresh
                 delay, self._reset_backoff = BACKOFF_START_S, False
             await asyncio.sleep(delay)
@@ -221,7 +227,7 @@ class PrinterConnection:
             pem = der_to_pem(der)
             context = printer_context(target.serial, pem, pinned=True)
             await self._check(context, pinned=False)  # the certificate must name the serial before it is pinned
-            self.target = BambuTarget(**{**_fields(target), "pinned_pem": pem})
+            self.target = dataclasses.replace(target, pinned_pem=pem)
             log.info(
                 "bambu printer %d (%s): pinned its certificate (sha256 %s)",
                 target.printer_id,
@@ -324,10 +330,6 @@ class PrinterConnection:
             await session.publish(request_topic(self.serial), encode_print_command(cmd, cmd_id), qos=1)
         except PeerError as exc:
             raise NotReachable(str(exc)) from exc
-
-
-def _fields(target: BambuTarget) -> dict[str, Any]:
-    return {name: getattr(target, name) for name in BambuTarget.__slots__}
 
 
 class BambuConnections:
