@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    BASE_TOPIC,
+    TOPICS,
     mosquitto,
     paho_client,
     percentile,
@@ -61,10 +61,10 @@ def agent(port: int, ready: Any) -> None:
     client = paho_client(f"bench-agent-{time.time_ns()}")
 
     def on_message(client: Any, userdata: Any, msg: Any) -> None:
-        printer = msg.topic.split("/")[2]
+        printer = TOPICS.parse(msg.topic).printer_id  # type: ignore[union-attr]
         cmd_id = json.loads(msg.payload)["cmd_id"]
         ack = json.dumps({"cmd_id": cmd_id, "ok": True, "error": None}).encode()
-        client.publish(f"{BASE_TOPIC}/printers/{printer}/ack", ack, qos=1)
+        client.publish(TOPICS.ack(printer), ack, qos=1)
 
     def on_subscribe(*args: Any) -> None:
         ready.put(True)
@@ -73,7 +73,7 @@ def agent(port: int, ready: Any) -> None:
     client.on_subscribe = on_subscribe
     client.max_inflight_messages_set(1000)
     client.connect("127.0.0.1", port)
-    client.subscribe(f"{BASE_TOPIC}/printers/+/command", qos=1)
+    client.subscribe(TOPICS.printer("+", "command"), qos=1)
     client.loop_forever()
 
 
@@ -90,7 +90,7 @@ async def bare_round_trips(port: int, printers: int, sequential: int, duration: 
         max_inflight_messages=1000,
     ) as client:
         client.pending_calls_threshold = 100_000  # as printbridge: no warning per publish in flight
-        await client.subscribe(f"{BASE_TOPIC}/printers/+/ack", qos=1)
+        await client.subscribe(TOPICS.printer("+", "ack"), qos=1)
 
         async def reader() -> None:
             async for message in client.messages:
@@ -106,7 +106,7 @@ async def bare_round_trips(port: int, printers: int, sequential: int, duration: 
             pending[cmd_id] = fut
             body: dict[str, Any] = {"cmd_id": cmd_id, "cmd": "pause", "args": {"retract": 6.5, "lift_z": 2.5}}
             body.update(initiator="api", ts=time.time())
-            await client.publish(f"{BASE_TOPIC}/printers/{printer}/command", json.dumps(body).encode(), qos=1)
+            await client.publish(TOPICS.command(printer), json.dumps(body).encode(), qos=1)
             await asyncio.wait_for(fut, 5)
 
         for _ in range(20):

@@ -51,12 +51,12 @@ def seed_bambu(db: Path, ports: dict[str, int]) -> str:
 
     store = Store(db)
     store.load()
-    _, token = store.add_user("bench")
-    owner = store.user_id("bench")
+    _, token = store.users.add("bench")
+    owner = store.users.id_of("bench")
     assert owner is not None
     for serial, port in ports.items():
         config = {"host": "127.0.0.1", "port": port, "serial": serial, "access_code": CODE}
-        store.create_printer(owner, f"Bambu {serial}", {"dialect": "bambu", "dialect_config": config})
+        store.printers.create(owner, f"Bambu {serial}", {"dialect": "bambu", "dialect_config": config})
     store.flush()
     store.conn.close()
     return token

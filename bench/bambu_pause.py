@@ -84,11 +84,11 @@ def seed(db: Path, port: int, ca_pem: str) -> str:
 
     store = Store(db)
     store.load()
-    _, token = store.add_user("bench")
-    owner = store.user_id("bench")
+    _, token = store.users.add("bench")
+    owner = store.users.id_of("bench")
     assert owner is not None
     config = {"host": "127.0.0.1", "port": port, "serial": SERIAL, "access_code": CODE, "ca": ca_pem}
-    store.create_printer(owner, "Bambu", {"dialect": "bambu", "dialect_config": config})
+    store.printers.create(owner, "Bambu", {"dialect": "bambu", "dialect_config": config})
     store.flush()
     store.conn.close()
     return token

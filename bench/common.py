@@ -25,9 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from bridge.agent.client import nodelay_client
+from bridge.agent.messages import AgentIdentity, build_flags, build_status_message
+from bridge.mqtt.topics import Topics
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BASE_TOPIC = "printbridge"
+TOPICS = Topics(BASE_TOPIC)
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
 
@@ -123,35 +130,28 @@ PRINT_TS = 1716904799
 
 
 def status_message(ts: float, *, printing: bool = True, completion: float = 42.5) -> bytes:
-    """An Obico agent message (SPEC 5.2) of about 600 bytes, `status._ts` = ts."""
-    message = {
-        "current_print_ts": PRINT_TS,
-        "settings": {"agent": {"name": "octoprint_obico", "version": "2.6.1"}, "webcams": []},
-        "status": {
-            "_ts": ts,
-            "state": {
-                "text": "Printing" if printing else "Operational",
-                "flags": {
-                    "operational": True,
-                    "printing": printing,
-                    "paused": False,
-                    "cancelling": False,
-                    "pausing": False,
-                    "error": False,
-                    "ready": not printing,
-                    "closedOrError": False,
-                },
-            },
-            "job": {"file": {"name": "benchy_0.2mm_PLA_MK3S_1h.gcode", "size": 1824512, "date": 1716900000}},
-            "progress": {"completion": completion, "printTime": 1160, "printTimeLeft": 2068, "filepos": 775417},
-            "temperatures": {
-                "tool0": {"actual": 215.3, "target": 215.0, "offset": 0},
-                "bed": {"actual": 60.1, "target": 60.0, "offset": 0},
-                "chamber": {"actual": 31.0, "target": None, "offset": 0},
-            },
-            "currentZ": 4.2,
+    """An Obico agent message of about 600 bytes, `status._ts` = ts: the agent module's message with the
+    extra fields OctoPrint sends (file size and date, file position, offsets, chamber, Z)."""
+    built = build_status_message(
+        ts=ts,
+        current_print_ts=PRINT_TS,
+        state_text="Printing" if printing else "Operational",
+        flags=build_flags(printing=printing, paused=False),
+        filename="benchy_0.2mm_PLA_MK3S_1h.gcode",
+        completion=completion,
+        print_time=1160,
+        print_time_left=2068,
+        temperatures={
+            "tool0": {"actual": 215.3, "target": 215.0, "offset": 0},
+            "bed": {"actual": 60.1, "target": 60.0, "offset": 0},
+            "chamber": {"actual": 31.0, "target": None, "offset": 0},
         },
-    }
+        agent=AgentIdentity(name="octoprint_obico", version="2.6.1"),
+    )
+    message = msgspec.to_builtins(built)
+    message["status"]["job"]["file"].update(size=1824512, date=1716900000)
+    message["status"]["progress"]["filepos"] = 775417
+    message["status"]["currentZ"] = 4.2
     return json.dumps(message, separators=(",", ":")).encode()
 
 
@@ -166,15 +166,15 @@ def seed_db(db_path: Path, printers: int, *, with_status: bool = True, with_prin
 
     store = Store(db_path)
     store.load()
-    _, token = store.add_user("bench")
-    owner = store.user_id("bench")
+    _, token = store.users.add("bench")
+    owner = store.users.id_of("bench")
     assert owner is not None
     now = time.time()
     store.conn.execute("BEGIN")
     # one transaction for the whole fleet: Store.transaction() would commit per printer
-    store.transaction = _no_transaction(store)  # type: ignore[method-assign]
+    store.database.transaction = _no_transaction(store)  # type: ignore[method-assign]
     for n in range(printers):
-        rec = store.create_printer(owner, f"Printer {n + 1}")
+        rec = store.printers.create(owner, f"Printer {n + 1}")
         if with_status:
             msg = json.loads(status_message(now))
             rec.status_raw = json.dumps(msg["status"], separators=(",", ":")).encode()
@@ -184,9 +184,9 @@ def seed_db(db_path: Path, printers: int, *, with_status: bool = True, with_prin
             rec.status_received_at = now
             rec.available = True
             apply_status_fields(rec, rec.status_raw)
-            store.touch(rec)
+            store.printers.touch(rec)
         if with_print:
-            store.open_print(rec, PRINT_TS, "benchy_0.2mm_PLA_MK3S_1h.gcode")
+            store.prints.open(rec, PRINT_TS, "benchy_0.2mm_PLA_MK3S_1h.gcode")
     store.flush()
     store.conn.execute("COMMIT")
     store.conn.close()
@@ -411,22 +411,10 @@ def run_wrk(
 
 
 def paho_client(client_id: str, protocol: str = "3.1.1") -> Any:
-    """A paho-mqtt 2 client that sets TCP_NODELAY on its socket."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    """A paho-mqtt 2 client that sets TCP_NODELAY on its socket (the agent module's)."""
+    from paho.mqtt.enums import MQTTProtocolVersion
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
-    )
-
-    def nodelay(client: Any, userdata: Any, sock: Any) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    client.on_socket_open = nodelay
-    return client
+    return nodelay_client(client_id, MQTTProtocolVersion.MQTTv5 if protocol == "5" else MQTTProtocolVersion.MQTTv311)
 
 
 def publisher(
@@ -466,7 +454,7 @@ def publisher(
         ts = marker + k + 1
         body = status_message(ts, completion=float(k % 100))
         for pid in printer_ids:
-            client.publish(f"{BASE_TOPIC}/printers/{pid}/status", body, qos=1)
+            client.publish(TOPICS.status(pid), body, qos=1)
             sent += 1
             if delay:
                 next_at += delay

@@ -20,7 +20,7 @@ import threading
 import time
 
 from bench.common import (
-    BASE_TOPIC,
+    TOPICS,
     mosquitto,
     paho_client,
     percentile,
@@ -52,7 +52,7 @@ def probe(port: int, http_port: int, token: str, printers: int, seconds: float) 
         pid = rng.randint(1, printers)
         ts = 2_000_000_000.0 + n  # newer than any background message
         started = time.perf_counter()
-        client.publish(f"{BASE_TOPIC}/printers/{pid}/status", status_message(ts), qos=1)
+        client.publish(TOPICS.status(pid), status_message(ts), qos=1)
         while True:
             conn.request("GET", f"/api/v1/printers/{pid}/", headers=headers)
             body = conn.getresponse().read()

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from bench.common import (
-    BASE_TOPIC,
+    TOPICS,
     http_get,
     mosquitto,
     print_table,
@@ -55,7 +55,7 @@ def bare_subscriber(port: int, expected: int, ready: Any, results: Any, protocol
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             max_queued_incoming_messages=0,
         ) as client:
-            await client.subscribe(f"{BASE_TOPIC}/printers/+/status", qos=1)
+            await client.subscribe(TOPICS.printer("+", "status"), qos=1)
             ready.put(True)
             async for message in client.messages:
                 json.loads(message.payload)  # type: ignore[arg-type,unused-ignore]

@@ -1,4 +1,4 @@
-"""Broker accounts kept in step with the printers (SPEC 8), through Mosquitto's dynamic-security plugin.
+"""Broker accounts kept in step with the printers (docs/mqtt.md, Accounts), through Mosquitto's dynamic-security plugin.
 
 The bridge is the plugin's admin: it creates `printer-{id}` with the printer's auth token as password and
 a role allowing exactly that printer's topics, changes the password when the token is rotated, and
@@ -34,7 +34,6 @@ log = logging.getLogger("printbridge.accounts")
 CALL_TIMEOUT_S = 5.0
 RETRY_START_S = 1.0
 RETRY_CAP_S = 60.0
-HA_ACCOUNT = "homeassistant"
 _ALREADY = ("already exists",)
 
 
@@ -120,16 +119,13 @@ class Accounts:
         if not self._warned:
             self._warned = True
             open_to_all = await asyncio.to_thread(
-                anonymous_can_publish,
-                self.link.url,
-                f"{self.topics.base}/bridge/anonymous-probe",
-                ca_file=self.link.ca_file,
+                anonymous_can_publish, self.link.url, self.topics.anonymous_probe, ca_file=self.link.ca_file
             )
             if open_to_all:
                 log.warning(
-                    "SECURITY: the broker lets anonymous clients publish to %s/#: anyone who can reach it can "
+                    "SECURITY: the broker lets anonymous clients publish to %s: anyone who can reach it can "
                     "fake a printer's status or send it commands%s",
-                    self.topics.base,
+                    self.topics.everything,
                     "" if not require_auth else " (PRINTBRIDGE_REQUIRE_BROKER_AUTH is set)",
                 )
         if self.available:
@@ -141,16 +137,16 @@ class Accounts:
         return bool(self.available) and self._behind and time.monotonic() >= self._retry_at
 
     def _differs(self) -> bool:
-        synced = self.store.broker_tokens()
+        synced = self.store.accounts.broker_tokens()
         if any(
             r.archived_at is None and synced.get(r.id) != r.auth_token and self.permissions(r)
             for r in self.store.printers.values()
         ):
             return True
-        if self.store.deleted_printer_ids():
+        if self.store.accounts.deleted_printer_ids():
             return True
-        wanted = self.store.account(HA_ACCOUNT)
-        return wanted is not None and self.store.account(HA_ACCOUNT + ":synced") != wanted
+        wanted = self.store.accounts.get(dynsec.HA_ACCOUNT)
+        return wanted is not None and self.store.accounts.get(dynsec.synced_name(dynsec.HA_ACCOUNT)) != wanted
 
     async def reconcile(self) -> None:
         """Make the broker's accounts match the store: every live printer with its current token, none for
@@ -164,7 +160,7 @@ class Accounts:
                 return
             data = results[0].data or {}
             existing = set(data.get("clients") or [])
-            synced = self.store.broker_tokens()
+            synced = self.store.accounts.broker_tokens()
             for rec in list(self.store.printers.values()):
                 if rec.archived_at is not None or not self.permissions(rec):
                     continue
@@ -172,7 +168,7 @@ class Accounts:
                 if synced.get(rec.id) == rec.auth_token and username in existing:
                     continue
                 await self._provision(rec, exists=username in existing)
-            for printer_id in self.store.deleted_printer_ids():
+            for printer_id in self.store.accounts.deleted_printer_ids():
                 if await self._apply(dynsec.build_delete_printer_commands(printer_id), f"remove printer {printer_id}"):
                     self._set_synced(printer_id, None)
             await self._ensure_ha(existing)
@@ -185,22 +181,22 @@ class Accounts:
                 self._retry_at = 0.0
 
     async def _ensure_ha(self, existing: set[str]) -> None:
-        wanted = self.store.account(HA_ACCOUNT)
+        wanted = self.store.accounts.get(dynsec.HA_ACCOUNT)
         if wanted is None:
             return
         username, password = wanted
-        if self.store.account(HA_ACCOUNT + ":synced") == wanted and username in existing:
+        if self.store.accounts.get(dynsec.synced_name(dynsec.HA_ACCOUNT)) == wanted and username in existing:
             return
         if username in existing:
             ok = await self._apply([dynsec.build_set_password_command(username, password)], "Home Assistant")
         else:
             ok = await self._apply(dynsec.build_ha_account_commands(username, password, self.topics), "Home Assistant")
         if ok:
-            self.store.set_account(HA_ACCOUNT + ":synced", username, password)
+            self.store.accounts.set(dynsec.synced_name(dynsec.HA_ACCOUNT), username, password)
 
     def _set_synced(self, printer_id: int, token: str | None) -> None:
         try:
-            self.store.set_broker_token(printer_id, token)
+            self.store.accounts.set_broker_token(printer_id, token)
         except StoreError as exc:
             log.error("could not record the broker account of printer %d: %s", printer_id, exc)
 

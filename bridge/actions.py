@@ -1,4 +1,4 @@
-"""The five printer actions (SPEC 4.4), shared by the REST API, MQTT actions (7.4) and failure detection."""
+"""The five printer actions (docs/rest.md, Actions), shared by the REST API, MQTT actions and failure detection."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Actions:
         self.clock = clock
 
     def _changed(self, rec: PrinterRecord) -> None:
-        self.store.touch(rec, persist=False)
+        self.store.printers.touch(rec, persist=False)
         self.outputs.printer_changed(rec)
 
     def _judge_alert(self, rec: PrinterRecord, overwrite: str) -> None:
@@ -40,7 +40,7 @@ class Actions:
         if p is not None and p.alerted_at is not None:
             p.alert_acknowledged_at = self.clock()
             p.alert_overwrite = overwrite
-            self.store.save_print(rec, p)
+            self.store.prints.save(rec, p)
 
     async def command(self, rec: PrinterRecord, cmd: str, initiator: str) -> ActionOutcome:
         """pause / resume / cancel: preconditions, then publish and await the agent's ack."""
@@ -61,7 +61,7 @@ class Actions:
         result = await self.commands.send(rec, p.id, cmd, args, initiator)
         if result.ok and cmd == "resume" and rec.current_print is p and p.paused_at is not None:
             p.paused_at = None  # a person resumed: detection may pause this print again
-            self.store.save_print(rec, p)
+            self.store.prints.save(rec, p)
         self._changed(rec)
         return ActionOutcome(result.ok, result.error)
 
@@ -71,7 +71,7 @@ class Actions:
             return NOT_PRINTING
         if mute != (p.alert_muted_at is not None):
             p.alert_muted_at = self.clock() if mute else None
-            self.store.save_print(rec, p)
+            self.store.prints.save(rec, p)
         self.outputs.event(rec, "ALERT_MUTED" if mute else "ALERT_UNMUTED", p)
         self._changed(rec)
         return ActionOutcome(True)
@@ -83,6 +83,6 @@ class Actions:
         if p.alerted_at is not None:
             p.alert_acknowledged_at = self.clock()
             p.alert_overwrite = overwrite
-            self.store.save_print(rec, p)
+            self.store.prints.save(rec, p)
             self._changed(rec)
         return ActionOutcome(True)

@@ -1,9 +1,10 @@
-"""The `printbridge` command (SPEC 3). Machine-readable output is one JSON document on stdout; messages
+"""The `printbridge` command (README, Command line). Machine-readable output is one JSON document on stdout; messages
 for people go to stderr."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import secrets
@@ -18,10 +19,11 @@ import msgspec
 from bridge import __version__
 from bridge.config import ConfigError, Settings, add_serve_flags, load_settings
 from bridge.dialects.registry import DEFAULT_DIALECT
+from bridge.domain.views import encode_printer
+from bridge.mqtt.dynsec import BRIDGE_ACCOUNT, HA_ACCOUNT
+from bridge.printer_service import PrinterService
 
 _encoder = msgspec.json.Encoder()
-BRIDGE_ACCOUNT = "bridge"
-HA_ACCOUNT = "homeassistant"
 
 
 def _out(data: Any) -> None:
@@ -45,11 +47,11 @@ def _store(settings: Settings) -> Any:
 
 
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
-    from bridge.state.store import UserExists
+    from bridge.state.users import UserExists
 
     store = _store(settings)
     try:
-        user_id, token = store.add_user(args.name)
+        user_id, token = store.users.add(args.name)
     except UserExists:
         _err(f"user {args.name!r} exists already")
         return 1
@@ -58,7 +60,7 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_user_token(settings: Settings, args: argparse.Namespace) -> int:
-    token = _store(settings).rotate_user_token(args.name)
+    token = _store(settings).users.rotate_token(args.name)
     if token is None:
         _err(f"no user {args.name!r}")
         return 1
@@ -67,7 +69,7 @@ def cmd_user_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _printer_doc(store: Any, rec: Any) -> dict[str, Any]:
-    return msgspec.json.decode(store.printer_json(rec))
+    return msgspec.json.decode(encode_printer(rec))
 
 
 def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -75,7 +77,7 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
     from bridge.mqtt.dynsec import printer_username
 
     store = _store(settings)
-    owner = store.user_id(args.owner)
+    owner = store.users.id_of(args.owner)
     if owner is None:
         _err(f"no user {args.owner!r} (create it with: printbridge user add {args.owner})")
         return 1
@@ -92,7 +94,7 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
     except InvalidInput as exc:
         _err(str(exc))
         return 2
-    rec = store.create_printer(owner, fields.pop("name"), fields)
+    rec = asyncio.run(PrinterService(store).create(owner, fields))
     doc = _printer_doc(store, rec)
     if bambu is not None:  # the bridge connects to the printer: it has no account on the bridge's broker
         doc["bambu"] = {k: v for k, v in rec.dialect_config.items() if k in ("host", "serial", "port")}
@@ -134,33 +136,33 @@ def cmd_printer_list(settings: Settings, args: argparse.Namespace) -> int:
     store = _store(settings)
     records = list(store.printers.values())
     if args.owner is not None:
-        owner = store.user_id(args.owner)
+        owner = store.users.id_of(args.owner)
         if owner is None:
             _err(f"no user {args.owner!r}")
             return 1
         records = [r for r in records if r.owner_id == owner]
-    store.mark_stale(time.time() - settings.status_ttl_s)
-    sys.stdout.write(store.printers_json(records).decode() + "\n")
+    store.printers.mark_stale(time.time() - settings.status_ttl_s)
+    sys.stdout.write("[" + ",".join(encode_printer(r).decode() for r in records) + "]\n")
     return 0
 
 
 def cmd_printer_token(settings: Settings, args: argparse.Namespace) -> int:
     store = _store(settings)
-    rec = store.get(args.id)
+    rec = store.printers.get(args.id)
     if rec is None:
         _err(f"no printer {args.id}")
         return 1
-    token = store.rotate_printer_token(rec)
+    token = asyncio.run(PrinterService(store).rotate_token(rec))
     _out({"id": rec.id, "auth_token": token})
     return 0
 
 
 def cmd_ha_account(settings: Settings, args: argparse.Namespace) -> int:
     store = _store(settings)
-    account = store.account(HA_ACCOUNT)
+    account = store.accounts.get(HA_ACCOUNT)
     if account is None:
-        account = ("homeassistant", secrets.token_urlsafe(24))
-        store.set_account(HA_ACCOUNT, *account)
+        account = (HA_ACCOUNT, secrets.token_urlsafe(24))
+        store.accounts.set(HA_ACCOUNT, *account)
         _err("created; a running `printbridge serve` adds it to the broker within a few seconds")
     _out({"username": account[0], "password": account[1]})
     return 0
@@ -172,12 +174,12 @@ def cmd_broker_init(settings: Settings, args: argparse.Namespace) -> int:
 
     store = _store(settings)
     path = Path(args.dynsec_file)
-    account = store.account(BRIDGE_ACCOUNT)
+    account = store.accounts.get(BRIDGE_ACCOUNT)
     created = False
     if not path.exists():
         if account is None:
             account = ("printbridge", secrets.token_urlsafe(24))
-            store.set_account(BRIDGE_ACCOUNT, *account)
+            store.accounts.set(BRIDGE_ACCOUNT, *account)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(build_initial_config(*account))
@@ -201,25 +203,25 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from bridge.serving import BridgeServer
 
     store = _store(settings)
-    if store.user_count() == 0:
-        user_id, token = store.add_user("admin")
+    if store.users.count() == 0:
+        user_id, token = store.users.add("admin")
         _out({"id": user_id, "username": "admin", "token": token})
         _err(f"created user 'admin'; its API token (shown once): {token}")
     store.close()
     del store  # its printers would stay in memory beside the bridge's own while serving (bench/memory.py)
     if settings.require_broker_auth:
         from bridge.mqtt.brokercheck import anonymous_can_publish
+        from bridge.mqtt.topics import Topics
 
-        verdict = anonymous_can_publish(
-            settings.mqtt_url, f"{settings.base_topic}/bridge/anonymous-probe", ca_file=settings.mqtt_ca
-        )
+        topics = Topics(settings.base_topic, settings.ha_prefix)
+        verdict = anonymous_can_publish(settings.mqtt_url, topics.anonymous_probe, ca_file=settings.mqtt_ca)
         if verdict is None:
             _err("PRINTBRIDGE_REQUIRE_BROKER_AUTH: cannot reach the broker to check it; not starting")
             return 2
         if verdict:
             _err(
                 f"PRINTBRIDGE_REQUIRE_BROKER_AUTH: the broker lets anonymous clients publish to "
-                f"{settings.base_topic}/#; not starting"
+                f"{topics.everything}; not starting"
             )
             return 2
     app = create_app(settings)
@@ -240,8 +242,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.agent.simulator import Simulator, SimulatorConfig, SimulatorError
     from bridge.config import MqttUrl
-    from bridge.simulator import Simulator, SimulatorConfig, SimulatorError
 
     try:
         url = MqttUrl.parse(args.mqtt_url) if args.mqtt_url else settings.mqtt_url
@@ -254,7 +256,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         host=url.host,
         port=url.port,
         tls=url.tls,
-        ca_file=str(settings.mqtt_ca) if url.tls and settings.mqtt_ca else None,
+        ca=str(settings.mqtt_ca) if url.tls and settings.mqtt_ca else None,
         base_topic=settings.base_topic,
         print_duration_s=args.print_duration,
         status_interval_s=args.status_interval,

@@ -150,26 +150,16 @@ class Commands:
             if not waiter.done() and confirmation.met(rec):
                 waiter.set_result(None)
 
-    def _record(
-        self,
-        cmd_id: str,
-        printer_id: int,
-        print_id: int | None,
-        cmd: str,
-        args: dict[str, Any],
-        initiator: str,
-        sent_at: float,
-        outcome: Outcome | None = None,
-        error: str | None = None,
-    ) -> None:
+    def _record(self, cmd_id: str, *row: Any) -> None:
+        """Add the command's row (`CommandLog.add`'s arguments after `cmd_id`)."""
         try:
-            self.store.add_command(cmd_id, printer_id, print_id, cmd, args, initiator, sent_at, outcome, error)
+            self.store.commands.add(cmd_id, *row)
         except StoreError as exc:  # the command still goes out; its row waits for the next successful flush
             log.error("could not record command %s: %s", cmd_id, exc)
 
     def _finish(self, cmd_id: str, outcome: Outcome, error: str | None, latency_ms: float | None) -> CommandResult:
         try:
-            self.store.finish_command(cmd_id, outcome, error, latency_ms)
+            self.store.commands.finish(cmd_id, outcome, error, latency_ms)
         except StoreError as exc:
             log.error("could not record the outcome of command %s: %s", cmd_id, exc)
         return CommandResult(cmd_id, outcome, error, latency_ms)
@@ -178,12 +168,9 @@ class Commands:
         self, printer_id: int, print_id: int | None, cmd: str, args: dict[str, Any], initiator: str, error: str
     ) -> None:
         """An action refused before sending (not printing, offline) still shows in the history."""
-        try:
-            self.store.add_command(
-                uuid.uuid4().hex, printer_id, print_id, cmd, args, initiator, self.clock(), Outcome.NOT_SENT, error
-            )
-        except StoreError as exc:
-            log.error("could not record a refused %s for printer %d: %s", cmd, printer_id, exc)
+        self._record(
+            uuid.uuid4().hex, printer_id, print_id, cmd, args, initiator, self.clock(), Outcome.NOT_SENT, error
+        )
 
     def handle_reply(self, printer_id: int, reply: CommandReply) -> None:
         """Resolve the pending command a reply answers."""

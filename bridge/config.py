@@ -9,10 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from bridge.mqtt.tls import CertificateProblem, load_ca_file
 from bridge.mqtt.topics import TopicError, check_base
+from bridge.mqtt.url import MqttUrl as MqttUrl  # a setting's type, defined with the broker connection
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -33,41 +33,6 @@ def parse_bool(text: str) -> bool:
     if low in _FALSE:
         return False
     raise ValueError("expected true/false, 1/0 or yes/no")
-
-
-@dataclass(frozen=True, slots=True)
-class MqttUrl:
-    tls: bool
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, text: str) -> MqttUrl:
-        parts = urlsplit(text)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
-        if not parts.hostname:
-            raise ValueError("missing host")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("expected no path or query")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            raise ValueError("invalid port") from None
-        return cls(
-            tls=tls,
-            host=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-        )
-
-    def redacted(self) -> str:
-        user = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 def _positive_float(text: str) -> float:

@@ -1,4 +1,4 @@
-"""Failure detection at run time (SPEC 6): frames in, prediction state kept, alert and pause decided.
+"""Failure detection at run time (docs/detection.md): frames in, prediction state kept, alert and pause decided.
 
 The maths and the decision rules are pure (`bridge.domain.detection`); this module keeps the state per
 printer (persisted with the printer's status columns, so a restart forgets nothing) and carries out
@@ -62,7 +62,7 @@ class Detector:
         """One frame's failure score (already parsed by the printer's dialect)."""
         current = rec.current_print
         if current is None or not should_watch(rec):
-            return  # frames count only while a print is watched (SPEC 6.1)
+            return  # frames count only while a print is watched (docs/detection.md)
         state = d.update_prediction(self.state(rec), p)
         self._set_state(rec, state)
         sensitivity = rec.detective_sensitivity
@@ -85,8 +85,8 @@ class Detector:
         if decision.alert:
             current.alerted_at = now
         if decision.pause or decision.alert:
-            self.store.save_print(rec, current)
-        self.store.touch(rec)
+            self.store.prints.save(rec, current)
+        self.store.printers.touch(rec)
         if decision.alert:
             self.outputs.event(rec, "FAILURE_ALERTED", current)
         self.outputs.printer_changed(rec)

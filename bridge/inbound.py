@@ -8,6 +8,7 @@ unknown printer, a payload its dialect rejects, a database error) is dropped and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from bridge.dialects.registry import Dialects
 from bridge.domain.inputs import Input, PayloadError
@@ -19,24 +20,16 @@ from bridge.mqtt.topics import Topics
 from bridge.state.store import Store, StoreError
 
 
+@dataclass(eq=False)
 class Inbound:
-    def __init__(
-        self,
-        store: Store,
-        topics: Topics,
-        dialects: Dialects,
-        ingest: Ingest,
-        on_action: Callable[[PrinterRecord, str, bytes], None],
-        on_ha_online: Callable[[], None],
-    ) -> None:
-        self.store = store
-        self.topics = topics
-        self.dialects = dialects
-        self.ingest = ingest
-        self.on_action = on_action
-        self.on_ha_online = on_ha_online
-        self.drops = DropLog()
-        self.handled = 0
+    store: Store
+    topics: Topics
+    dialects: Dialects
+    ingest: Ingest
+    on_action: Callable[[PrinterRecord, str, bytes], None]
+    on_ha_online: Callable[[], None]
+    drops: DropLog = field(default_factory=DropLog)
+    handled: int = 0  # messages used (not dropped)
 
     def handle(self, msg: Incoming) -> None:
         try:
@@ -57,7 +50,7 @@ class Inbound:
                 return
             self.drops.drop(msg.topic, "not a topic the bridge consumes")
             return
-        rec = self.store.get(parsed.printer_id)
+        rec = self.store.printers.get(parsed.printer_id)
         if rec is None or rec.archived_at is not None:
             if msg.payload or not self.dialects.clears_silently(parsed.leaf):
                 self.drops.drop(msg.topic, "unknown, deleted or archived printer")
@@ -75,7 +68,7 @@ class Inbound:
 
     def deliver(self, printer_id: int, inputs: Sequence[Input]) -> None:
         """Inputs from a dialect that reaches its printers over its own connection."""
-        rec = self.store.get(printer_id)
+        rec = self.store.printers.get(printer_id)
         what = f"printer {printer_id}"
         if rec is None or rec.archived_at is not None:
             self.drops.drop(what, "unknown, deleted or archived printer")

@@ -1,4 +1,4 @@
-"""Normalised inputs -> state (docs/mqtt.md, "What the bridge makes of it"). Knows no dialect.
+"""Normalised inputs -> state (docs/mqtt.md, "The agent message"). Knows no dialect.
 
 Runs inline in the receive path: no awaiting here. Each input arrives validated (its dialect decoded it
 completely), so applying one never leaves a printer half-changed by a malformed message.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from bridge.commands import Commands
 from bridge.detector import Detector
@@ -53,15 +54,13 @@ def _job_file(update: StatusUpdate) -> str | None:
     return None
 
 
+@dataclass(eq=False)
 class Ingest:
-    def __init__(
-        self, store: Store, outputs: Outputs, commands: Commands, detector: Detector, clock: Callable[[], float]
-    ) -> None:
-        self.store = store
-        self.outputs = outputs
-        self.commands = commands
-        self.detector = detector
-        self.clock = clock
+    store: Store
+    outputs: Outputs
+    commands: Commands
+    detector: Detector
+    clock: Callable[[], float]
 
     def apply(self, rec: PrinterRecord, inputs: Sequence[Input]) -> None:
         """Apply a message's inputs in order; raises PayloadError (nothing changed) for one that the state
@@ -83,7 +82,7 @@ class Ingest:
     def apply_availability(self, rec: PrinterRecord, available: bool) -> None:
         if rec.available != available:
             rec.available = available
-            self.store.touch(rec)
+            self.store.printers.touch(rec)
             self.outputs.printer_changed(rec)
 
     def apply_sign_of_life(self, rec: PrinterRecord) -> None:
@@ -91,7 +90,7 @@ class Ingest:
         rec.status_received_at = self.clock()
         if rec.stale:
             rec.stale = False
-            self.store.touch(rec)
+            self.store.printers.touch(rec)
             self.outputs.printer_changed(rec)
 
     def apply_snapshot(self, rec: PrinterRecord, jpeg: bytes) -> None:
@@ -99,7 +98,7 @@ class Ingest:
             raise PayloadError(f"snapshot of {len(jpeg)} bytes is over the 4 MiB limit")
         if not jpeg.startswith(b"\xff\xd8"):
             raise PayloadError("snapshot: not a JPEG image")
-        self.store.put_snapshot(rec, jpeg)
+        self.store.snapshots.put(rec, jpeg)
 
     def apply_status(self, rec: PrinterRecord, update: StatusUpdate) -> None:
         now = self.clock()
@@ -137,7 +136,7 @@ class Ingest:
         # 5. closing
         if cpt == -1 and rec.current_print is not None:
             self._close(rec, now, finished=True, events=events)
-        self.store.touch(rec)
+        self.store.printers.touch(rec)
         for event_type, p in events:
             self.outputs.event(rec, event_type, p)
         self.outputs.printer_changed(rec)
@@ -158,11 +157,11 @@ class Ingest:
                 return
             if abs(cp.ts - cpt) <= SAME_PRINT_SKEW_S and cp.filename == filename:
                 return  # clock skew: the same print
-        if self.store.print_closed(rec.id, cpt):
+        if self.store.prints.closed(rec.id, cpt):
             return  # a print already closed: its late messages change nothing
         if cp is not None:
             self._close(rec, now, finished=False, events=events)
-        p = self.store.open_print(rec, cpt, filename)
+        p = self.store.prints.open(rec, cpt, filename)
         self.detector.reset_for_new_print(rec)
         events.append(("STARTED", p))
 
@@ -175,7 +174,7 @@ class Ingest:
             p.finished_at = now
         if rec.print_time_s is not None:
             p.print_time = rec.print_time_s
-        self.store.save_print(rec, p)
+        self.store.prints.save(rec, p)
         rec.normalized_p = 0.0
         if not self._has(events, "ENDED"):
             events.append(("ENDED", p))

@@ -1,4 +1,4 @@
-"""Shared fixtures. The broker comes first, in SPEC 1's order."""
+"""Shared fixtures. The broker comes first."""
 
 from __future__ import annotations
 

@@ -3,5 +3,6 @@ LAN access code) with reports on `device/{serial}/report` and requests on `devic
 (the community reference is OpenBambuAPI's mqtt.md and tls.md; Home Assistant's ha-bambulab shows a
 long-lived client). The bridge connects out to each printer.
 
-`report`, `protocol` and `pushall` are pure; `connection` owns the outbound connections.
+`report`, `protocol`, `pushall` and `setup` are pure; `trust` decides which certificate to accept;
+`connection` owns the outbound connections.
 """

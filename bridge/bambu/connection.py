@@ -20,7 +20,6 @@ import logging
 import ssl
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.bambu.protocol import (
@@ -43,45 +42,20 @@ from bridge.bambu.report import (
     status_delta,
     to_update,
 )
+from bridge.bambu.trust import BambuTarget, CertificateRefused, trusted_context
 from bridge.domain.inputs import Availability, CommandReply, Input, SignOfLife
 from bridge.mqtt.droplog import DropLog
 from bridge.mqtt.link import Incoming
 from bridge.mqtt.peerlink import PeerError, PeerParams, PeerRefused, PeerSession, run_session
-from bridge.mqtt.tls import der_to_pem, fetch_certificate, fingerprint, pem_to_der, printer_context
+from bridge.mqtt.tls import fingerprint, pem_to_der
 
 log = logging.getLogger("printbridge.bambu")
 
 BACKOFF_START_S = 1.0
-CONNECT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0  # a printer on the LAN answers in milliseconds; a lost CONNACK is retried sooner
 # An idle P1 may report nothing for minutes; its session (MQTT keepalive 30 s) shows it is there, and this
 # often the bridge says so, so that its status is not served as stale.
 LIVENESS_INTERVAL_S = 20.0
-
-
-@dataclass(frozen=True, slots=True)
-class BambuTarget:
-    """What the bridge needs to reach one printer. `pinned_pem` is the certificate pinned at first contact
-    (None until then, and unused when `ca_pem` is given)."""
-
-    printer_id: int
-    host: str
-    port: int
-    serial: str
-    access_code: str = field(repr=False)
-    ca_pem: str | None = field(default=None, repr=False)
-    pinned_pem: str | None = field(default=None, repr=False)
-
-    def same_session(self, other: BambuTarget) -> bool:
-        """Whether a running session for `other` may stay as it is for `self`: recording the pin is no reason
-        to reconnect, clearing it is (the next certificate seen is pinned)."""
-        return (self.host, self.port, self.serial, self.access_code, self.ca_pem, self.pinned_pem is None) == (
-            other.host,
-            other.port,
-            other.serial,
-            other.access_code,
-            other.ca_pem,
-            other.pinned_pem is None,
-        )
 
 
 class BambuEvents(Protocol):
@@ -95,10 +69,6 @@ class BambuEvents(Protocol):
 
     def bambu_open_print(self, printer_id: int) -> tuple[float, str | None] | None:
         """(ts, filename) of the print the bridge has open for this printer."""
-
-
-class CertificateRefused(Exception):
-    """The printer's certificate is not the one to trust; the message says what to do."""
 
 
 class NotReachable(RuntimeError):
@@ -215,56 +185,17 @@ class PrinterConnection:
             self.events.bambu_inputs(self.target.printer_id, [Availability(False)])
 
     async def _tls_context(self) -> ssl.SSLContext:
-        """The context that trusts only the right certificate for this serial, after a handshake of our own
-        that tells a changed certificate from any other failure (nothing is sent over it)."""
-        target = self.target
-        if target.ca_pem is not None:
-            context = printer_context(target.serial, target.ca_pem, pinned=False)
-            await self._check(context, pinned=False)
-            return context
-        if target.pinned_pem is None:
-            der = await fetch_certificate(target.host, target.port, target.serial, CONNECT_TIMEOUT_S)
-            pem = der_to_pem(der)
-            context = printer_context(target.serial, pem, pinned=True)
-            await self._check(context, pinned=False)  # the certificate must name the serial before it is pinned
-            self.target = dataclasses.replace(target, pinned_pem=pem)
+        context, pinned = await trusted_context(self.target, CONNECT_TIMEOUT_S)
+        if pinned is not None:
+            self.target = dataclasses.replace(self.target, pinned_pem=pinned)
             log.info(
                 "bambu printer %d (%s): pinned its certificate (sha256 %s)",
-                target.printer_id,
-                target.serial,
-                fingerprint(der),
+                self.target.printer_id,
+                self.serial,
+                fingerprint(pem_to_der(pinned)),
             )
-            self.events.bambu_pinned(target.printer_id, pem)
-            return context
-        context = printer_context(target.serial, target.pinned_pem, pinned=True)
-        await self._check(context, pinned=True)
+            self.events.bambu_pinned(self.target.printer_id, pinned)
         return context
-
-    async def _check(self, context: ssl.SSLContext, *, pinned: bool) -> None:
-        target = self.target
-        try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(target.host, target.port, ssl=context, server_hostname=target.serial),
-                CONNECT_TIMEOUT_S,
-            )
-        except ssl.SSLCertVerificationError as exc:
-            reason = exc.verify_message or str(exc)
-            if pinned and target.pinned_pem is not None:
-                presented = await fetch_certificate(target.host, target.port, target.serial, CONNECT_TIMEOUT_S)
-                expected = fingerprint(pem_to_der(target.pinned_pem))
-                if fingerprint(presented) != expected:
-                    raise CertificateRefused(
-                        f"the printer at {self._address} presents another certificate "
-                        f"(sha256 {fingerprint(presented)}) than the one pinned at first contact "
-                        f"(sha256 {expected}); refusing it. If the printer really changed, "
-                        f"PATCH bambu.ca (null pins the next certificate seen)"
-                    ) from None
-            if "mismatch" in reason.lower():
-                reason = f"the certificate is not for serial {target.serial}"
-            raise CertificateRefused(f"the printer's certificate at {self._address} is refused: {reason}") from None
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _on_ready(self, session: PeerSession) -> None:
         self.session = session

@@ -15,8 +15,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.bambu.connection import BambuConnections, BambuTarget, NotReachable
+from bridge.bambu.connection import BambuConnections, NotReachable
 from bridge.bambu.protocol import DEFAULT_PORT, confirmed, not_confirmed, refusal
+from bridge.bambu.trust import BambuTarget
 from bridge.dialects.base import (
     CommandNotSent,
     CommandRequest,

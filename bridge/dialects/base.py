@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple
 
 from bridge.domain.inputs import Input, PayloadError
 from bridge.domain.models import PrinterRecord
+from bridge.mqtt.link import MqttLink
 from bridge.mqtt.topics import Topics
 
 
@@ -24,32 +25,15 @@ class DialectConfigError(ValueError):
         self.message = message
 
 
-class Publisher(Protocol):
-    """The bridge's broker connection, as a dialect sees it (`bridge.mqtt.link.MqttLink`)."""
-
-    async def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        response_topic: str | None = None,
-        correlation: bytes | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        """Publish and wait for the broker; raises NotConnected or TimeoutError."""
-
-    def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
-        """Queue a publish; False when the connection is down."""
-
-
 @dataclass(frozen=True, slots=True)
 class DialectContext:
     """What the bridge gives every dialect instance."""
 
     topics: Topics
-    publisher: Publisher
+    # The bridge's broker connection: `await publish(topic, payload, qos=, retain=, response_topic=,
+    # correlation=, timeout=)` waits for the broker (raises NotConnected or TimeoutError);
+    # `publish_nowait(topic, payload, qos=, retain=)` queues and says False when the connection is down.
+    publisher: MqttLink
     clock: Callable[[], float]
     command_timeout_s: float
     # Feed inputs for a printer into ingest (for a dialect that owns its transport; broker dialects return

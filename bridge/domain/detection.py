@@ -1,4 +1,4 @@
-"""Failure detection (SPEC §6): frame parsing, Obico first-generation prediction maths, decisions.
+"""Failure detection (docs/detection.md): frame parsing, Obico first-generation prediction maths, decisions.
 
 Pure: no I/O and no clock reads. Times are float epoch seconds passed in by the caller.
 """
@@ -130,7 +130,7 @@ def reset_for_new_print(state: PredictionState) -> PredictionState:
 
 
 def is_failing(state: PredictionState, sensitivity: float, escalating_factor: float) -> bool:
-    """SPEC §6.2 `failing(f)` with f = `escalating_factor`."""
+    """docs/detection.md `failing(f)` with f = `escalating_factor`."""
     if state.print_frames < MIN_FRAMES:
         return False
     adjusted = (state.ewm_mean - state.rolling_mean_long) * sensitivity / escalating_factor
@@ -155,7 +155,7 @@ def _scale(value: float, in_lo: float, in_hi: float, out_lo: float, out_hi: floa
 
 
 def normalized_p(state: PredictionState, sensitivity: float) -> float:
-    """SPEC §6.2 failure score in [0, 1]: thirds for below-warning, warning and failure bands."""
+    """docs/detection.md failure score in [0, 1]: thirds for below-warning, warning and failure bands."""
     warning = (state.rolling_mean_short - state.rolling_mean_long) * ROLLING_MEAN_SHORT_MULTIPLE
     warning = min(max(warning, THRESHOLD_LOW), THRESHOLD_HIGH)
     failure = PAUSE_ESCALATING_FACTOR * warning
@@ -189,12 +189,11 @@ class Decision(msgspec.Struct, frozen=True):
 NO_ACTION = Decision(alert=False, pause=False)
 
 
-def alert_outstanding(alert_state: AlertState) -> bool:
+def alert_outstanding(alerted_at: float | None, alert_acknowledged_at: float | None) -> bool:
     """An alert was raised and not acknowledged since (`alerted_at` later than `alert_acknowledged_at`)."""
-    if alert_state.alerted_at is None:
+    if alerted_at is None:
         return False
-    acknowledged = alert_state.alert_acknowledged_at
-    return acknowledged is None or alert_state.alerted_at > acknowledged
+    return alert_acknowledged_at is None or alerted_at > alert_acknowledged_at
 
 
 def _within_cooldown(now: float, at: float | None) -> bool:
@@ -202,13 +201,15 @@ def _within_cooldown(now: float, at: float | None) -> bool:
 
 
 def alert_suppressed(now: float, alert_state: AlertState) -> bool:
-    return _within_cooldown(now, alert_state.alerted_at) or alert_outstanding(alert_state)
+    return _within_cooldown(now, alert_state.alerted_at) or alert_outstanding(
+        alert_state.alerted_at, alert_state.alert_acknowledged_at
+    )
 
 
 def decide(
     now: float, alert_state: AlertState, action_on_failure: str, pause_wanted: bool, alert_wanted: bool
 ) -> Decision:
-    """SPEC §6.3: what to do for one counted frame, given should_pause / should_alert of its prediction."""
+    """docs/detection.md: what to do for one counted frame, given should_pause / should_alert of its prediction."""
     if pause_wanted:
         if action_on_failure == ACTION_PAUSE and alert_state.paused_at is None:
             if _within_cooldown(now, alert_state.alert_acknowledged_at):
@@ -218,24 +219,3 @@ def decide(
     if alert_wanted:
         return Decision(alert=not alert_suppressed(now, alert_state), pause=False)
     return NO_ACTION
-
-
-# ---------------------------------------------------------------------------------------------------------
-# §6.4 watching
-# ---------------------------------------------------------------------------------------------------------
-
-
-def not_watching_reason(watching_enabled: bool, status_printing: bool, muted: bool) -> str | None:
-    """First matching reason of SPEC §6.4. `status_printing`: status present and `state.flags.printing`."""
-    if not watching_enabled:
-        return REASON_DISABLED
-    if not status_printing:
-        return REASON_NOT_PRINTING
-    if muted:
-        return REASON_MUTED
-    return None
-
-
-def should_watch(watching_enabled: bool, has_current_print: bool, muted: bool) -> bool:
-    """`remote_status.should_watch`; also whether a detection frame is counted (SPEC §6.1)."""
-    return watching_enabled and has_current_print and not muted

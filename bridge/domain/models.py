@@ -6,21 +6,10 @@ from typing import Any
 
 import msgspec
 
+from bridge.domain import detection
+
 ACTION_ON_FAILURE = ("PAUSE", "NONE")
 ALERT_OVERWRITES = ("FAILED", "NOT_FAILED")
-
-# The writable printer fields and their defaults (SPEC 4.2).
-PRINTER_DEFAULTS: dict[str, Any] = {
-    "action_on_failure": "PAUSE",
-    "watching_enabled": True,
-    "tools_off_on_pause": True,
-    "bed_off_on_pause": False,
-    "retract_on_pause": 6.5,
-    "lift_z_on_pause": 2.5,
-    "detective_sensitivity": 1.0,
-    "min_timelapse_secs_on_finish": 600,
-    "min_timelapse_secs_on_cancel": 300,
-}
 
 
 class PrintRecord(msgspec.Struct, kw_only=True):
@@ -43,9 +32,7 @@ class PrintRecord(msgspec.Struct, kw_only=True):
 
     @property
     def alert_outstanding(self) -> bool:
-        return self.alerted_at is not None and (
-            self.alert_acknowledged_at is None or self.alerted_at > self.alert_acknowledged_at
-        )
+        return detection.alert_outstanding(self.alerted_at, self.alert_acknowledged_at)
 
 
 class PrinterRecord(msgspec.Struct, kw_only=True):
@@ -100,23 +87,49 @@ class PrinterRecord(msgspec.Struct, kw_only=True):
         return self.current_print is not None and self.current_print.alert_muted_at is not None
 
 
+# The printer settings an owner chooses (REST and command line); their defaults are PrinterRecord's.
+SETTINGS_FIELDS = (
+    "action_on_failure",
+    "watching_enabled",
+    "tools_off_on_pause",
+    "bed_off_on_pause",
+    "retract_on_pause",
+    "lift_z_on_pause",
+    "detective_sensitivity",
+    "min_timelapse_secs_on_finish",
+    "min_timelapse_secs_on_cancel",
+)
+
+
+def printer_defaults() -> dict[str, Any]:
+    """Each setting's default, as PrinterRecord declares it."""
+    fields = {f.name: f for f in msgspec.structs.fields(PrinterRecord)}
+    return {name: fields[name].default for name in SETTINGS_FIELDS}
+
+
+def visible_to(printer: PrinterRecord, user_id: int, with_archived: bool = False) -> bool:
+    """The one rule of which printers a user sees: their own, archived ones only when asked for."""
+    return printer.owner_id == user_id and (with_archived or printer.archived_at is None)
+
+
 def not_watching_reason(printer: PrinterRecord) -> str | None:
-    """SPEC 6.4, first match wins."""
+    """docs/detection.md, first match wins."""
     if not printer.watching_enabled:
-        return "AI failure detection is disabled"
+        return detection.REASON_DISABLED
     if not printer.online or not printer.flag_printing:
-        return "Printer is not actively printing"
+        return detection.REASON_NOT_PRINTING
     if printer.muted:
-        return "Alerts are muted for current print"
+        return detection.REASON_MUTED
     return None
 
 
 def should_watch(printer: PrinterRecord) -> bool:
+    """`remote_status.should_watch`; also whether a detection frame is counted (docs/detection.md)."""
     return printer.watching_enabled and printer.current_print is not None and not printer.muted
 
 
 def pause_args(printer: PrinterRecord) -> dict[str, Any]:
-    """The `args` of a pause command (SPEC 4.4 rule 4)."""
+    """The `args` of a pause command (docs/mqtt.md, Commands)."""
     args: dict[str, Any] = {"retract": printer.retract_on_pause, "lift_z": printer.lift_z_on_pause}
     if printer.tools_off_on_pause:
         args["tools_off"] = True

@@ -1,5 +1,5 @@
-"""What users and consumers see of a printer: the REST Printer object (SPEC 4.2), the retained state
-(SPEC 7.2) and events (SPEC 7.3). Pure builders; the agent's JSON passes through as `msgspec.Raw`."""
+"""What users and consumers see of a printer: the REST Printer object (docs/rest.md), the retained state
+and events (docs/mqtt.md). Pure builders; the agent's JSON passes through as `msgspec.Raw`."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def encode_printer(r: PrinterRecord) -> bytes:
     return _encoder.encode(build_printer(r))
 
 
-# -- consumers (SPEC 7.2, 7.3) ---------------------------------------------------------------------
+# -- consumers (docs/mqtt.md) ---------------------------------------------------------------------
 
 
 class PrinterState(msgspec.Struct, omit_defaults=False):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from litestar import Request
 
-from bridge.core import Bridge
-from bridge.http.deps import BridgeDep
 from bridge.http.errors import NotAuthenticated
+from bridge.state.users import Users
 
 
 def token_from_headers(request: Request[Any, Any, Any]) -> str | None:
@@ -33,22 +32,21 @@ def token_from_scope_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | No
     return key.strip() if key and key.strip() else None
 
 
-def authenticate(bridge: Bridge, request: Request[Any, Any, Any]) -> int:
+def authenticate(users: Users, request: Request[Any, Any, Any]) -> int:
     """The caller's user id, or NotAuthenticated (401)."""
     token = token_from_headers(request)
     if token is None:
         raise NotAuthenticated("Authentication credentials were not provided.")
-    user_id = bridge.store.user_for_token(token)
+    user_id = users.for_token(token)
     if user_id is None:
         raise NotAuthenticated("Invalid token.")
     return user_id
 
 
-def caller(request: Request[Any, Any, Any]) -> tuple[Bridge, int]:
-    """The bridge and the caller's user id, without dependency injection (for the hot read handlers)."""
-    bridge: Bridge = request.app.state.bridge
-    return bridge, authenticate(bridge, request)
+def user_id_provider(users: Users) -> Callable[[Request[Any, Any, Any]], Awaitable[int]]:
+    """The `user_id` dependency: the authenticated caller."""
 
+    async def provide_user_id(request: Request[Any, Any, Any]) -> int:
+        return authenticate(users, request)
 
-async def provide_user_id(request: Request[Any, Any, Any], bridge: BridgeDep) -> int:
-    return authenticate(bridge, request)
+    return provide_user_id

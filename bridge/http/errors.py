@@ -52,7 +52,7 @@ def _litestar_validation(_: Request[Any, Any, Any], exc: ValidationException) ->
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    # Litestar's own 404 (no route, or an id that is not an int) reads like ours: SPEC 4.1's "Not found.".
+    # Litestar's own 404 (no route, or an id that is not an int) reads like ours: docs/rest.md "Not found.".
     detail = "Not found." if exc.status_code == 404 else exc.detail
     return _json(detail, exc.status_code, dict(exc.headers or {}))
 

@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl
 from litestar import Litestar
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
 
-from bridge.core import Bridge
 from bridge.http.auth import token_from_scope_headers
+from bridge.http.deps import HotReads
 from bridge.http.validation import InvalidInput, parse_bool_param
 
 PREFIX = "/api/v1/printers"
@@ -42,9 +42,9 @@ def _with_archived(query: bytes) -> bool | None:
 
 
 class ReadFastPath:
-    def __init__(self, app: Litestar, bridge: Bridge) -> None:
+    def __init__(self, app: Litestar, hot: HotReads) -> None:
         self.app = app
-        self.bridge = bridge
+        self.hot = hot
 
     def __getattr__(self, name: str) -> Any:  # the wrapped app's attributes (state, routes...) stay reachable
         return getattr(self.app, name)
@@ -81,16 +81,16 @@ class ReadFastPath:
         token = token_from_scope_headers(scope["headers"])
         if token is None:
             return None
-        store = self.bridge.store
-        user_id = store.user_for_token(token)
+        hot = self.hot
+        user_id = hot.users.for_token(token)
         if user_id is None:
             return None
         with_archived = _with_archived(scope["query_string"])
         if with_archived is None:
             return None
         if not rest:
-            return store.owned_json(user_id, with_archived)
-        rec = store.get(int(rest))
-        if rec is None or rec.owner_id != user_id or (rec.archived_at is not None and not with_archived):
+            return hot.views.owned_json(user_id, with_archived)
+        rec = hot.printers.visible(user_id, int(rest), with_archived)
+        if rec is None:
             return None
-        return [store.printer_json(rec)]
+        return [hot.views.printer_json(rec)]

@@ -99,7 +99,7 @@ def _error(description: str) -> ResponseSpec:
 
 
 def document_error_responses(app: Litestar) -> None:
-    """Declare the error answers every handler can give (SPEC 4.1), with their real `{"detail"}` body:
+    """Declare the error answers every handler can give (docs/rest.md), with their real `{"detail"}` body:
     400 (validation), 401 (credentials), 404 (another user's or unknown printer), 413 (body over 1 MiB),
     503 (the database is not writable). Litestar documents none of them by itself."""
     for route in app.routes:

@@ -1,7 +1,8 @@
-"""The Obico printer API (SPEC 4.3): one controller for printers and their actions."""
+"""The Obico printer API (docs/rest.md): one controller for printers and their actions."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -11,12 +12,12 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
 from bridge.actions import ActionOutcome
-from bridge.core import Bridge
-from bridge.domain.models import PrinterRecord
-from bridge.http.auth import caller
-from bridge.http.deps import BridgeDep, UserId
+from bridge.domain.models import PrinterRecord, visible_to
+from bridge.http.auth import authenticate
+from bridge.http.deps import ActionsDep, HotReads, PrintersDep, UserId, ViewsDep
 from bridge.http.errors import NotFound
 from bridge.http.openapi import CreatePrinterOperation, ReadPrinterOperation, UpdatePrinterOperation
+from bridge.http.readmodel import ReadModel
 from bridge.http.schemas import ActionResultDoc, CommandDoc, PrinterDoc
 from bridge.http.validation import (
     InvalidInput,
@@ -25,11 +26,12 @@ from bridge.http.validation import (
     parse_overwrite,
     parse_printer_body,
 )
+from bridge.printer_service import PrinterService
 
 _encoder = msgspec.json.Encoder()
 _JSON = "application/json"
 
-# The handlers take these as text and validate them after the 404 check (SPEC 4.1); the OpenAPI document
+# The handlers take these as text and validate them after the 404 check (docs/rest.md); the OpenAPI document
 # says what is accepted.
 _BOOL_SCHEMA = {
     "one_of": None,
@@ -59,36 +61,67 @@ async def _iterate(chunks: list[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _visible(bridge: Bridge, user_id: int, printer_id: int, request: Request[Any, Any, Any]) -> PrinterRecord:
+def _hot(request: Request[Any, Any, Any]) -> tuple[HotReads, int]:
+    """The hot read handlers take no dependencies (the injection was most of a request's cost,
+    bench/RESULTS.md): their services come from the app's state."""
+    hot: HotReads = request.app.state.hot_reads
+    return hot, authenticate(hot.users, request)
+
+
+def _with_archived(request: Request[Any, Any, Any], rec_archived: bool) -> bool:
+    """`with_archived`: for an archived printer an invalid value is a 404 (not found) rather than a 400."""
+    raw = request.query_params.get("with_archived")
+    if not rec_archived:
+        return parse_bool_param("with_archived", raw, False)
+    try:
+        return parse_bool_param("with_archived", raw, False)
+    except InvalidInput:
+        return False
+
+
+def _visible(printers: PrinterService, user_id: int, printer_id: int, request: Request[Any, Any, Any]) -> PrinterRecord:
     """The caller's printer, or 404 -- decided before any parameter or body is validated."""
-    rec = bridge.store.get(printer_id)
-    if rec is None or rec.owner_id != user_id:
+    rec = printers.visible(user_id, printer_id, with_archived=True)
+    if rec is None or not visible_to(rec, user_id, _with_archived(request, rec.archived_at is not None)):
         raise NotFound()
-    if rec.archived_at is not None:
-        raw = request.query_params.get("with_archived")
-        try:
-            with_archived = parse_bool_param("with_archived", raw, False)
-        except InvalidInput:
-            with_archived = False
-        if not with_archived:
-            raise NotFound()
-    else:
-        parse_bool_param("with_archived", request.query_params.get("with_archived"), False)
     return rec
 
 
-def _action_result(bridge: Bridge, rec: PrinterRecord, outcome: ActionOutcome) -> Any:
-    printer = bridge.store.printer_json(rec)
+def _actionable(printers: PrinterService, user_id: int, printer_id: int) -> PrinterRecord:
+    rec = printers.visible(user_id, printer_id)
+    if rec is None:
+        raise NotFound()
+    return rec
+
+
+def _action_result(views: ReadModel, rec: PrinterRecord, outcome: ActionOutcome) -> Any:
+    printer = views.printer_json(rec)
     error = _encoder.encode(outcome.error)
     body = b'{"succeeded":' + (b"true" if outcome.succeeded else b"false") + b',"printer":' + printer
     return json_response(body + b',"error":' + error + b"}")
 
 
-def _actionable(bridge: Bridge, user_id: int, printer_id: int) -> PrinterRecord:
-    rec = bridge.store.get(printer_id)
-    if rec is None or rec.owner_id != user_id or rec.archived_at is not None:
-        raise NotFound()
-    return rec
+# The actions answer POST, and GET for Obico clients.
+_action = functools.partial(route, http_method=["GET", "POST"], status_code=200)
+
+
+def _command_action(cmd: str, summary: str) -> Any:
+    """pause_print, resume_print, cancel_print: the same handler for three commands."""
+
+    @_action(f"/{{printer_id:int}}/{cmd}_print", summary=summary)
+    async def handler(
+        self: Controller,
+        printers: PrintersDep,
+        actions: ActionsDep,
+        views: ViewsDep,
+        user_id: UserId,
+        printer_id: PrinterId,
+    ) -> ActionResultDoc:
+        rec = _actionable(printers, user_id, printer_id)
+        return _action_result(views, rec, await actions.command(rec, cmd, "api"))
+
+    handler.fn.__name__ = f"{cmd}_print"
+    return handler
 
 
 class PrinterController(Controller):
@@ -97,63 +130,71 @@ class PrinterController(Controller):
 
     @get("/", summary="List the caller's printers", operation_class=ReadPrinterOperation)
     async def list_printers(self, request: Request[Any, Any, Any]) -> list[PrinterDoc]:
-        bridge, user_id = caller(request)
+        hot, user_id = _hot(request)
         include = parse_bool_param("with_archived", request.query_params.get("with_archived"), False)
-        chunks = bridge.store.owned_json(user_id, include)
+        chunks = hot.views.owned_json(user_id, include)
         if len(chunks) == 1:
             return json_response(chunks[0])
         stream: Any = Stream(_iterate(chunks), media_type=_JSON)  # the documented type stays list[PrinterDoc]
         return stream
 
     @post("/", status_code=201, summary="Create a printer", operation_class=CreatePrinterOperation)
-    async def create_printer(self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any]) -> PrinterDoc:
+    async def create_printer(
+        self, printers: PrintersDep, views: ViewsDep, user_id: UserId, request: Request[Any, Any, Any]
+    ) -> PrinterDoc:
         fields = parse_printer_body(await request.body(), require_name=True)
-        rec = await bridge.create_printer(user_id, fields)
-        return json_response(bridge.store.printer_json(rec), 201)
+        rec = await printers.create(user_id, fields)
+        return json_response(views.printer_json(rec), 201)
 
     @get("/{printer_id:int}", summary="Get a printer", operation_class=ReadPrinterOperation)
     async def get_printer(self, request: Request[Any, Any, Any]) -> PrinterDoc:
-        bridge, user_id = caller(request)
-        rec = _visible(bridge, user_id, request.path_params["printer_id"], request)
-        return json_response(bridge.store.printer_json(rec))
+        hot, user_id = _hot(request)
+        rec = _visible(hot.printers, user_id, request.path_params["printer_id"], request)
+        return json_response(hot.views.printer_json(rec))
 
     @patch("/{printer_id:int}", summary="Update a printer's writable fields", operation_class=UpdatePrinterOperation)
     async def update_printer(
         self,
-        bridge: BridgeDep,
+        printers: PrintersDep,
+        views: ViewsDep,
         user_id: UserId,
         request: Request[Any, Any, Any],
         printer_id: PrinterId,
     ) -> PrinterDoc:
-        rec = _visible(bridge, user_id, printer_id, request)
+        rec = _visible(printers, user_id, printer_id, request)
         changes = parse_printer_body(
             await request.body(), require_name=False, dialect=rec.dialect, dialect_config=rec.dialect_config
         )
-        await bridge.update_printer(rec, changes)
-        return json_response(bridge.store.printer_json(rec))
+        await printers.update(rec, changes)
+        return json_response(views.printer_json(rec))
 
     @delete("/{printer_id:int}", status_code=200, summary="Delete a printer", media_type="text/plain")
     async def delete_printer(
-        self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any], printer_id: PrinterId
+        self, printers: PrintersDep, user_id: UserId, request: Request[Any, Any, Any], printer_id: PrinterId
     ) -> Response[bytes]:
-        rec = _visible(bridge, user_id, printer_id, request)
-        await bridge.delete_printer(rec)
+        rec = _visible(printers, user_id, printer_id, request)
+        await printers.delete(rec)
         return Response(content=b"", status_code=200, media_type="text/plain")
 
     @post("/{printer_id:int}/rotate_token", status_code=200, summary="Give the printer a new auth token")
     async def rotate_token(
-        self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any], printer_id: PrinterId
+        self,
+        printers: PrintersDep,
+        views: ViewsDep,
+        user_id: UserId,
+        request: Request[Any, Any, Any],
+        printer_id: PrinterId,
     ) -> PrinterDoc:
-        rec = _visible(bridge, user_id, printer_id, request)
-        await bridge.rotate_printer_token(rec)
-        return json_response(bridge.store.printer_json(rec))
+        rec = _visible(printers, user_id, printer_id, request)
+        await printers.rotate_token(rec)
+        return json_response(views.printer_json(rec))
 
     @get("/{printer_id:int}/pic", summary="The latest snapshot", media_type="image/jpeg")
     async def pic(
-        self, bridge: BridgeDep, user_id: UserId, request: Request[Any, Any, Any], printer_id: PrinterId
+        self, printers: PrintersDep, user_id: UserId, request: Request[Any, Any, Any], printer_id: PrinterId
     ) -> Response[bytes]:
-        rec = _visible(bridge, user_id, printer_id, request)
-        jpeg = bridge.store.snapshot(rec.id)
+        rec = _visible(printers, user_id, printer_id, request)
+        jpeg = printers.snapshot(rec)
         if jpeg is None:
             raise NotFound()
         return Response(content=jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -161,59 +202,37 @@ class PrinterController(Controller):
     @get("/{printer_id:int}/commands", summary="Commands sent to the printer, newest first")
     async def commands(
         self,
-        bridge: BridgeDep,
+        printers: PrintersDep,
         user_id: UserId,
         request: Request[Any, Any, Any],
         printer_id: PrinterId,
         limit: LimitQuery = None,
     ) -> list[CommandDoc]:
-        rec = _visible(bridge, user_id, printer_id, request)
-        rows = bridge.store.commands(rec.id, parse_limit(limit))
+        rec = _visible(printers, user_id, printer_id, request)
+        rows = printers.commands(rec, parse_limit(limit))
         return json_response(_encoder.encode(rows))
 
-    # -- actions (SPEC 4.4): POST, and GET for Obico clients ------------------------------------------------
+    # -- actions (docs/rest.md): POST, and GET for Obico clients ------------------------------------------------
 
-    @route("/{printer_id:int}/cancel_print", http_method=["GET", "POST"], status_code=200, summary="Cancel the print")
-    async def cancel_print(self, bridge: BridgeDep, user_id: UserId, printer_id: PrinterId) -> ActionResultDoc:
-        rec = _actionable(bridge, user_id, printer_id)
-        return _action_result(bridge, rec, await bridge.actions.command(rec, "cancel", "api"))
+    cancel_print = _command_action("cancel", "Cancel the print")
+    pause_print = _command_action("pause", "Pause the print")
+    resume_print = _command_action("resume", "Resume the print")
 
-    @route("/{printer_id:int}/pause_print", http_method=["GET", "POST"], status_code=200, summary="Pause the print")
-    async def pause_print(self, bridge: BridgeDep, user_id: UserId, printer_id: PrinterId) -> ActionResultDoc:
-        rec = _actionable(bridge, user_id, printer_id)
-        return _action_result(bridge, rec, await bridge.actions.command(rec, "pause", "api"))
-
-    @route("/{printer_id:int}/resume_print", http_method=["GET", "POST"], status_code=200, summary="Resume the print")
-    async def resume_print(self, bridge: BridgeDep, user_id: UserId, printer_id: PrinterId) -> ActionResultDoc:
-        rec = _actionable(bridge, user_id, printer_id)
-        return _action_result(bridge, rec, await bridge.actions.command(rec, "resume", "api"))
-
-    @route(
-        "/{printer_id:int}/mute_current_print",
-        http_method=["GET", "POST"],
-        status_code=200,
-        summary="Mute (or unmute) failure alerts for the current print",
-    )
+    @_action("/{printer_id:int}/mute_current_print", summary="Mute (or unmute) failure alerts for the current print")
     async def mute_current_print(
-        self,
-        bridge: BridgeDep,
-        user_id: UserId,
-        printer_id: PrinterId,
+        self, printers: PrintersDep, actions: ActionsDep, views: ViewsDep, user_id: UserId, printer_id: PrinterId,
         mute_alert: MuteAlertQuery = None,
-    ) -> ActionResultDoc:
-        rec = _actionable(bridge, user_id, printer_id)
+    ) -> ActionResultDoc:  # fmt: skip
+        rec = _actionable(printers, user_id, printer_id)
         mute = parse_bool_param("mute_alert", mute_alert, True)
-        return _action_result(bridge, rec, bridge.actions.mute(rec, mute))
+        return _action_result(views, rec, actions.mute(rec, mute))
 
-    @route(
-        "/{printer_id:int}/acknowledge_alert",
-        http_method=["GET", "POST"],
-        status_code=200,
-        summary="Acknowledge the current print's alert",
-    )
+    @_action("/{printer_id:int}/acknowledge_alert", summary="Acknowledge the current print's alert")
     async def acknowledge_alert(
         self,
-        bridge: BridgeDep,
+        printers: PrintersDep,
+        actions: ActionsDep,
+        views: ViewsDep,
         user_id: UserId,
         printer_id: PrinterId,
         alert_overwrite: Annotated[
@@ -225,6 +244,6 @@ class PrinterController(Controller):
             ),
         ] = None,
     ) -> ActionResultDoc:
-        rec = _actionable(bridge, user_id, printer_id)
+        rec = _actionable(printers, user_id, printer_id)
         overwrite = parse_overwrite(alert_overwrite)
-        return _action_result(bridge, rec, bridge.actions.acknowledge(rec, overwrite))
+        return _action_result(views, rec, actions.acknowledge(rec, overwrite))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,12 +82,17 @@ def _timelapse(field: str, value: Any) -> int:
     return value
 
 
+# What the OpenAPI document's pattern `\S` means (JSON Schema uses ECMAScript's whitespace, which is not
+# Python's str.isspace: U+001C-U+001F and U+0085 are not blank there).
+_NOT_BLANK = re.compile("[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
+
+
 def _name(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(field, "must be a string")
     if not 1 <= len(value) <= 256:
         raise InvalidInput(field, "must be 1 to 256 characters long")
-    if not value.strip():
+    if not _NOT_BLANK.search(value):
         raise InvalidInput(field, "must not be blank")
     return value
 

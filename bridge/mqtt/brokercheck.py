@@ -1,4 +1,4 @@
-"""Does the broker let anonymous clients publish to the bridge's topics? (SPEC 2, 8)
+"""Does the broker let anonymous clients publish to the bridge's topics? (README, Configuration)
 
 Uses a short-lived paho client with MQTT 5, because only MQTT 5 tells a publisher that its publish was
 denied (reason code 135); with 3.1.1 a denied publish is silently dropped.
@@ -13,8 +13,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from bridge.config import MqttUrl
 from bridge.mqtt.tls import broker_context
+from bridge.mqtt.url import MqttUrl
 
 
 def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0, ca_file: Path | None = None) -> bool | None:

@@ -1,4 +1,4 @@
-"""Home Assistant MQTT discovery (SPEC 7.1): pure builders that return messages and never publish.
+"""Home Assistant MQTT discovery (docs/mqtt.md): pure builders that return messages and never publish.
 
 Every message returned here is meant to be published retained at QoS 1 (an empty payload removes).
 

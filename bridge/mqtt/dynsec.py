@@ -52,6 +52,16 @@ class _Responses(msgspec.Struct):
 _RESPONSES_DECODER = msgspec.json.Decoder(_Responses)
 
 
+# The broker accounts printbridge knows, by the name the store keeps their login under.
+BRIDGE_ACCOUNT = "bridge"  # the bridge's own login (`printbridge broker-init`)
+HA_ACCOUNT = "homeassistant"  # Home Assistant's (`printbridge ha-account`); also its default username
+
+
+def synced_name(account: str) -> str:
+    """Under this name the store keeps the login last given to the broker for `account`."""
+    return account + ":synced"
+
+
 def printer_username(printer_id: int) -> str:
     return f"printer-{printer_id}"
 
@@ -160,12 +170,12 @@ def build_enable_client_command(username: str) -> dict[str, object]:
 
 
 def build_ha_role_acls(topics: Topics) -> list[dict[str, object]]:
-    """SPEC 8: read `B/#` and `{ha_prefix}/#`, publish only actions and `{ha_prefix}/#`."""
+    """docs/mqtt.md, Accounts: read `B/#` and `{ha_prefix}/#`, publish only actions and `{ha_prefix}/#`."""
     return [
-        _acl(SUBSCRIBE_PATTERN, f"{topics.base}/#"),
-        _acl(SUBSCRIBE_PATTERN, f"{topics.ha_prefix}/#"),
+        _acl(SUBSCRIBE_PATTERN, topics.everything),
+        _acl(SUBSCRIBE_PATTERN, topics.ha_everything),
         _acl(PUBLISH_SEND, topics.action_filter()),
-        _acl(PUBLISH_SEND, f"{topics.ha_prefix}/#"),
+        _acl(PUBLISH_SEND, topics.ha_everything),
     ]
 
 

@@ -22,9 +22,9 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.config import MqttUrl
 from bridge.mqtt.tls import broker_context
 from bridge.mqtt.topics import check_publishable
+from bridge.mqtt.url import MqttUrl
 
 log = logging.getLogger("printbridge.mqtt")
 

@@ -1,4 +1,4 @@
-"""What the bridge publishes for consumers: retained state (SPEC 7.2), events (7.3), remote_status (5.3)
+"""What the bridge publishes for consumers: retained state, events, remote_status (docs/mqtt.md)
 and Home Assistant discovery (7.1). Derived outputs are published only when their content changes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Wire payloads of the MQTT contract (SPEC 5, 7.3, 7.4) as msgspec Structs.
+"""Wire payloads of the MQTT contract (docs/mqtt.md) as msgspec Structs.
 
 Incoming payloads tolerate unknown fields; outgoing ones are exact. Decoders are created once.
 """
@@ -28,7 +28,7 @@ class AgentEvent(msgspec.Struct):
 
 
 class AgentMessage(msgspec.Struct):
-    """The `status` topic payload: what an Obico agent sends over its websocket (SPEC 5.2).
+    """The `status` topic payload: what an Obico agent sends over its websocket (docs/mqtt.md).
 
     `status` and `settings` are kept as raw JSON so that they are stored and served verbatim.
     """
@@ -69,7 +69,7 @@ class RemoteStatus(msgspec.Struct):
     should_watch: bool
 
 
-# -- consumers -> bridge (SPEC 7.4) ----------------------------------------------------------------
+# -- consumers -> bridge (docs/mqtt.md) ----------------------------------------------------------------
 
 
 class ActionRequest(msgspec.Struct):
@@ -147,7 +147,7 @@ def decode_availability(payload: bytes) -> bool:
 
 
 def decode_action(name: str, payload: bytes) -> ActionRequest:
-    """Decode an action payload (SPEC 7.4): empty, PRESS, ON/OFF (mute only), or a JSON object."""
+    """Decode an action payload (docs/mqtt.md): empty, PRESS, ON/OFF (mute only), or a JSON object."""
     _check_size(payload)
     text = payload.strip()
     if text in (b"", b"PRESS"):

@@ -48,6 +48,21 @@ class Topics:
     def bridge_state(self) -> str:
         return f"{self.base}/bridge/state"
 
+    @property
+    def anonymous_probe(self) -> str:
+        """Where the bridge tries an anonymous publish, to tell whether the broker allows one."""
+        return f"{self.base}/bridge/anonymous-probe"
+
+    @property
+    def everything(self) -> str:
+        """The filter matching every topic below the base."""
+        return f"{self.base}/#"
+
+    @property
+    def ha_everything(self) -> str:
+        """The filter matching every topic below Home Assistant's prefix."""
+        return f"{self.ha_prefix}/#"
+
     # -- per printer -------------------------------------------------------------------------------
     def printer(self, printer_id: int | str, leaf: str) -> str:
         """`B/printers/{id}/{leaf}`; `printer_id` "+" makes the filter matching every printer."""

@@ -1,4 +1,4 @@
-"""The printer actions end to end (SPEC 4.4, 5.3, issue 3): REST -> command on MQTT -> a paho agent's ack
+"""The printer actions end to end (docs/rest.md, issue 3): REST -> command on MQTT -> a paho agent's ack
 -> the HTTP answer, against a real Mosquitto.
 
 Litestar's AsyncTestClient runs each request through a blocking portal, so a request holds the test's
@@ -109,11 +109,11 @@ async def history(env: BridgeEnv, printer_id: int, **params: Any) -> list[dict[s
 
 async def set_alert(env: BridgeEnv, printer_id: int) -> float:
     """Give the current print an outstanding failure alert, as detection would."""
-    rec = env.bridge.store.get(printer_id)
+    rec = env.bridge.store.printers.get(printer_id)
     assert rec is not None and rec.current_print is not None
     p = rec.current_print
     p.alerted_at = env.clock()
-    env.bridge.store.save_print(rec, p)
+    env.bridge.store.prints.save(rec, p)
     return p.alerted_at
 
 
@@ -137,7 +137,7 @@ def iso_now_ish(value: str | None) -> bool:
     return isinstance(value, str) and value.endswith("Z") and value[:4].isdigit()
 
 
-# -- pause / resume / cancel: the outcomes of SPEC 4.4 rule 3 -------------------------------------------
+# -- pause / resume / cancel: the outcomes of docs/rest.md, Actions, rule 3 -------------------------------------------
 
 
 async def test_acked_refused_and_silent_answers_with_the_exact_command(fast: BridgeEnv) -> None:
@@ -271,7 +271,7 @@ async def test_late_and_duplicate_acks_change_nothing(fast: BridgeEnv) -> None:
     assert commands.ignored_acks == ignored + 5
 
 
-# -- SPEC 4.4 rules 1 and 2: answered without publishing ----------------------------------------------
+# -- docs/rest.md, Actions, rules 1 and 2: answered without publishing ----------------------------------------------
 
 
 async def test_not_printing_and_offline_publish_nothing(fast: BridgeEnv) -> None:
@@ -282,7 +282,7 @@ async def test_not_printing_and_offline_publish_nothing(fast: BridgeEnv) -> None
         idle_agent.publish_status, agent_message(ts=time.time(), printing=False, current_print_ts=-1)
     )
     await wait_for(
-        lambda: env.bridge.store.get(idle["id"]).online,  # type: ignore[union-attr]
+        lambda: env.bridge.store.printers.get(idle["id"]).online,  # type: ignore[union-attr]
         what="the idle printer online",
     )
     never = await env.create_printer("Never seen")
@@ -328,7 +328,7 @@ async def test_not_printing_and_offline_publish_nothing(fast: BridgeEnv) -> None
     # A status older than the TTL makes the printer offline too.
     stale, stale_agent = await printing(env, "Stale")
     env.clock.advance(env.settings.status_ttl_s + 1)
-    await wait_for(lambda: not env.bridge.store.get(stale["id"]).online, what="stale")  # type: ignore[union-attr]
+    await wait_for(lambda: not env.bridge.store.printers.get(stale["id"]).online, what="stale")  # type: ignore[union-attr]
     body = await env.action(stale["id"], "pause_print")
     assert (body["succeeded"], body["error"]) == (False, "printer offline") and body["printer"]["status"] is None
     assert stale_agent.commands == []
@@ -583,7 +583,7 @@ async def test_cancel_and_resume_judge_an_outstanding_alert_whatever_the_command
         await set_alert(env, printer["id"])
     refusing_agent.ack_mode, silent_agent.ack_mode = "refuse", "silent"
     await asyncio.to_thread(offline_agent.set_availability, False)
-    await wait_for(lambda: not env.bridge.store.get(offline["id"]).online, what="offline")  # type: ignore[union-attr]
+    await wait_for(lambda: not env.bridge.store.printers.get(offline["id"]).online, what="offline")  # type: ignore[union-attr]
 
     # pause leaves the alert alone
     body = await env.action(refusing["id"], "pause_print")
@@ -598,7 +598,7 @@ async def test_cancel_and_resume_judge_an_outstanding_alert_whatever_the_command
         assert (body["succeeded"], body["error"]) == (False, error)
         current = body["printer"]["current_print"]
         assert current["alert_overwrite"] == verdict and iso_now_ish(current["alert_acknowledged_at"])
-        stored = env.bridge.store.prints(printer["id"])[-1]
+        stored = env.bridge.store.prints.of(printer["id"])[-1]
         assert stored.alert_overwrite == verdict and stored.alert_acknowledged_at is not None
     assert offline_agent.commands == []
 

@@ -258,8 +258,8 @@ async def test_a_wrong_access_code_is_reported_and_can_be_changed(
     resp = await env.client.patch(f"/api/v1/printers/{pid}/", json={"bambu": {"access_code": CODE}}, headers=env.auth())
     assert resp.status_code == 200, resp.text
     await until_state(env, pid, "Operational")
-    assert env.bridge.store.get(pid) is not None
-    config = env.bridge.store.get(pid).dialect_config  # type: ignore[union-attr]
+    assert env.bridge.store.printers.get(pid) is not None
+    config = env.bridge.store.printers.get(pid).dialect_config  # type: ignore[union-attr]
     assert (config["host"], config["serial"], config["access_code"]) == ("127.0.0.1", SERIAL, CODE)
     assert "87654321" not in caplog.text and CODE not in caplog.text
     assert CODE not in resp.text
@@ -269,7 +269,7 @@ async def test_a_changed_certificate_is_refused(benv: BridgeEnv, printer: BambuS
     env = benv
     pid = (await add(env, printer))["id"]
     await until_state(env, pid, "Operational")
-    pinned = env.bridge.store.get(pid).dialect_config["pinned"]  # type: ignore[union-attr]
+    pinned = env.bridge.store.printers.get(pid).dialect_config["pinned"]  # type: ignore[union-attr]
     assert pinned == printer.identity(SERIAL).cert.read_text()
     await asyncio.to_thread(printer.replace_certificate, SERIAL, printer.vendor_ca.issue(SERIAL))
 
@@ -282,7 +282,7 @@ async def test_a_changed_certificate_is_refused(benv: BridgeEnv, printer: BambuS
     resp = await env.client.patch(f"/api/v1/printers/{pid}/", json={"bambu": {"ca": None}}, headers=env.auth())
     assert resp.status_code == 200, resp.text
     await until_state(env, pid, "Operational")
-    assert env.bridge.store.get(pid).dialect_config["pinned"] != pinned  # type: ignore[union-attr]
+    assert env.bridge.store.printers.get(pid).dialect_config["pinned"] != pinned  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -317,7 +317,7 @@ async def test_patch_changes_only_the_fields_given(benv: BridgeEnv, printer: Bam
     assert resp.status_code == 400 and "bambu.port" in resp.json()["detail"]
     resp = await env.client.patch(f"/api/v1/printers/{pid}/", json={"name": "Renamed"}, headers=env.auth())
     assert resp.status_code == 200
-    config = env.bridge.store.get(pid).dialect_config  # type: ignore[union-attr]
+    config = env.bridge.store.printers.get(pid).dialect_config  # type: ignore[union-attr]
     assert config["access_code"] == CODE and "pinned" in config  # untouched, still pinned
 
 

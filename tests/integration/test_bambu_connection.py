@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from bridge.bambu import connection as connection_module
-from bridge.bambu.connection import BambuConnections, BambuTarget
+from bridge.bambu.connection import BambuConnections
+from bridge.bambu.trust import BambuTarget
 from bridge.domain.inputs import Availability, CommandReply, Input, SignOfLife, StatusUpdate
 from tests.support.bambu import BambuSetup, Timing, bambu_printers
 from tests.support.env import Clock, wait_for

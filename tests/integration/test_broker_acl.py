@@ -1,4 +1,4 @@
-"""SPEC 8 against a real Mosquitto 2.0 with the dynamic-security plugin, driven like the bridge drives it."""
+"""Broker accounts (docs/mqtt.md) against a real Mosquitto 2.0 with dynamic security, driven as the bridge does."""
 
 from __future__ import annotations
 

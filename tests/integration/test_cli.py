@@ -1,4 +1,4 @@
-"""The `printbridge` command (SPEC 3), run as a real subprocess against a database in tmp_path."""
+"""The `printbridge` command (README, Command line), run as a real subprocess against a database in tmp_path."""
 
 from __future__ import annotations
 

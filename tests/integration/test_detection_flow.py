@@ -1,4 +1,4 @@
-"""Failure detection end to end (SPEC §6, issue 4): detection frames over MQTT in, decisions seen through
+"""Failure detection end to end (docs/detection.md, issue 4): detection frames over MQTT in, decisions seen through
 REST, the event topic, `remote_status` and the commands the printer agent receives.
 
 The alert scenarios are those of Obico's own test-suite. Frames are published by the printer on its own
@@ -169,7 +169,7 @@ class Scenario:
     # -- the agent --------------------------------------------------------------------------------------------
 
     async def status(self, **kwargs: Any) -> None:
-        """Publish an agent message (SPEC 5.2) and wait until the bridge has applied it."""
+        """Publish an agent message (docs/mqtt.md) and wait until the bridge has applied it."""
         handled = self.env.bridge.inbound.handled
         await asyncio.to_thread(self.agent.publish_status, agent_message(ts=time.time(), **kwargs))
         await wait_for(lambda: self.env.bridge.inbound.handled > handled, what="the agent message applied")
@@ -306,7 +306,7 @@ async def test_failure_alerts_pauses_through_an_acked_command_and_shows_normaliz
     assert alerts[0]["print"]["id"] == cp["id"]
     assert alerts[0]["print"]["alerted_at"] is not None
 
-    # the retained state (SPEC 7.2) carries the same score and the outstanding alert
+    # the retained state (docs/mqtt.md) carries the same score and the outstanding alert
     msg = await retained(
         s.env, s.env.topics.state(s.pid), lambda st: st["normalized_p"] == pytest.approx(body["normalized_p"])
     )

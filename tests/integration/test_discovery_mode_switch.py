@@ -53,7 +53,7 @@ async def test_mode_switches_remove_the_previous_messages(broker: Broker, tmp_pa
         assert f"haswitch/button/printbridge_{printer['id']}/pause/config" in configs
 
     async with running_bridge(broker, db, ha_discovery=False, **names) as env:
-        await wait_for(lambda: env.bridge.store.meta("ha_discovery_mode") == "off", what="the switch to off")
+        await wait_for(lambda: env.bridge.store.database.meta("ha_discovery_mode") == "off", what="the switch to off")
         configs = await _until(broker, "haswitch", lambda c: not c)
         assert configs == {}
 

@@ -156,13 +156,13 @@ async def test_bob_sees_only_his_printers_through_the_fast_path(env: BridgeEnv, 
 async def test_a_list_in_several_chunks_is_the_same_list(
     env: BridgeEnv, fleet: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Large fleets are sent in chunks (bridge.state.store.owned_json); the bytes are Litestar's all the same."""
-    import bridge.state.store as store_module
+    """Large fleets are sent in chunks (ReadModel.owned_json); the bytes are Litestar's all the same."""
+    import bridge.http.readmodel as store_module
 
     for n in range(5):
         await env.create_printer(f"Extra {n}")
     monkeypatch.setattr(store_module, "LIST_CACHE_MAX_BYTES", 200)
-    env.bridge.store.touch(env.bridge.store.printers[fleet["live"]], persist=False)  # drop cached lists
+    env.bridge.store.printers.touch(env.bridge.store.printers[fleet["live"]], persist=False)  # drop cached lists
     headers = [(b"authorization", f"Bearer {env.token}".encode())]
     chunks = env.app._answer(_scope("/api/v1/printers/", b"", headers))  # type: ignore[arg-type]
     assert chunks is not None and len(chunks) > 3

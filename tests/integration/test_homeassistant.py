@@ -1,4 +1,4 @@
-"""Home Assistant and other consumers (SPEC 7) through a real Mosquitto: discovery documents, the retained
+"""Home Assistant and other consumers (docs/mqtt.md) through a real Mosquitto: discovery documents, the retained
 state they read, events, actions over MQTT, removal, and re-publication (and its absence when nothing
 changed).
 
@@ -30,7 +30,7 @@ from tests.support.env import BridgeEnv, running_bridge, wait_for
 
 VERSION = importlib.metadata.version("printbridge")
 
-# SPEC 7.2: exactly these keys.
+# docs/mqtt.md: exactly these keys.
 STATE_KEYS = {
     "id",
     "name",
@@ -291,7 +291,7 @@ def watch(env: BridgeEnv) -> tuple[str, str]:
 async def press(
     w: Watch, env: BridgeEnv, pid: int, action: str, payload: bytes | str | dict[str, Any]
 ) -> dict[str, Any]:
-    """Publish on the action topic and return the response published for it (SPEC 7.4)."""
+    """Publish on the action topic and return the response published for it (docs/mqtt.md)."""
     request_id = None
     if isinstance(payload, dict):
         request_id = payload.get("request_id")
@@ -646,7 +646,7 @@ async def test_discovery_disabled_publishes_none(broker: Broker, tmp_path: Path)
         assert [m.topic for m in seen if m.topic.startswith(env.settings.ha_prefix + "/")] == [env.topics.ha_status]
 
 
-# -- actions over MQTT (SPEC 7.4) ------------------------------------------------------------------------
+# -- actions over MQTT (docs/mqtt.md) ------------------------------------------------------------------------
 
 
 async def test_buttons_and_switch_drive_the_agent_and_answer(env: BridgeEnv) -> None:
@@ -758,7 +758,7 @@ async def test_malformed_action_payload_is_answered_with_an_error(env: BridgeEnv
     assert resp.status_code == 200 and resp.json() == {"mqtt": "connected", "db": "ok"}
 
 
-# -- events (SPEC 7.3) -------------------------------------------------------------------------------
+# -- events (docs/mqtt.md) -------------------------------------------------------------------------------
 
 
 async def test_events_topic_follows_the_print(env: BridgeEnv) -> None:
@@ -792,12 +792,12 @@ async def test_printer_created_by_another_process_is_discovered(env: BridgeEnv) 
     async with probe(env.broker, *watch(env)) as ha:
         other = Store(env.settings.db_path)
         try:
-            rec = other.create_printer(env.user_id, "From the CLI")
+            rec = other.printers.create(env.user_id, "From the CLI")
             started = time.monotonic()
             msg = await ha.on(env.topics.ha_device_config(rec.id))
             assert time.monotonic() - started < 5.0
             assert json.loads(msg.payload) == expected_device_document(env.settings.base_topic, rec.id, "From the CLI")
-            other.delete_printer(rec)
+            other.printers.delete(rec)
         finally:
             other.close()
         await ha.on(env.topics.ha_device_config(rec.id), lambda d: d == b"")

@@ -1,4 +1,4 @@
-"""MQTT ingest (SPEC 5.1, 5.2, 5.4) and `B/bridge/state`, against a real broker with paho agents."""
+"""MQTT ingest (docs/mqtt.md) and `B/bridge/state`, against a real broker with paho agents."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def processed(env: BridgeEnv) -> int:
 async def ready_agent(env: BridgeEnv, printer: dict[str, Any]) -> TestAgent:
     """A connected agent whose retained `online` the bridge has already taken in."""
     agent = await env.agent(printer)
-    rec = env.bridge.store.get(printer["id"])
+    rec = env.bridge.store.printers.get(printer["id"])
     assert rec is not None
     await wait_for(lambda: rec.available is True, what="the agent's availability")
     return agent
@@ -188,7 +188,7 @@ async def test_older_status_is_ignored_entirely_and_equal_ts_accepted(env: Bridg
     await send(env, agent, older)
     assert env.bridge.inbound.drops.total == drops + 1
     assert await env.get_printer(printer["id"]) == before
-    assert env.bridge.store.prints(printer["id"]) == []
+    assert env.bridge.store.prints.of(printer["id"]) == []
 
     # Equal: accepted.
     await send(env, agent, agent_message(ts=1000.0, state_text="Equal", current_print_ts=T1))
@@ -246,7 +246,7 @@ async def test_agent_connection_lost_will_marks_offline(env: BridgeEnv) -> None:
     printer = await env.create_printer("Prusa")
     agent = await ready_agent(env, printer)
     await send(env, agent, agent_message(ts=time.time()))
-    rec = env.bridge.store.get(printer["id"])
+    rec = env.bridge.store.printers.get(printer["id"])
     assert rec is not None and rec.online
     await asyncio.to_thread(agent.drop_connection)
     await wait_for(lambda: rec.available is False, what="the agent's Will")
@@ -311,27 +311,27 @@ async def test_print_open_and_close_rules(env: BridgeEnv) -> None:
     # Within 20 s and the same filename: the same print (clock skew).
     await send(env, agent, message(stamps(), cpt=T1 + 15, filename="a.gcode"))
     assert (await current()) == first
-    assert len(store.prints(pid)) == 1
+    assert len(store.prints.of(pid)) == 1
 
     # A different ts: a new print (filename from event.data.name first), and the old one is closed.
     await send(env, agent, message(stamps(), cpt=T1 + 600, event="PrintStarted", event_name="from-event.gcode"))
     second = await current()
     assert second is not None and second["id"] != first["id"] and second["filename"] == "from-event.gcode"
-    old = store.prints(pid)[0]
+    old = store.prints.of(pid)[0]
     assert old.ended_at is not None and old.finished_at is None and old.cancelled_at is None
 
     # A closed print's ts changes nothing.
     await send(env, agent, message(stamps(), cpt=T1, filename="a.gcode"))
     assert (await current()) == second
-    assert len(store.prints(pid)) == 2
+    assert len(store.prints.of(pid)) == 2
 
     # -1 closes the open print with finished_at.
     await send(env, agent, message(stamps(), cpt=-1))
     assert (await current()) is None
-    closed = store.prints(pid)[1]
+    closed = store.prints.of(pid)[1]
     assert closed.ended_at is not None and closed.finished_at is not None and closed.cancelled_at is None
     await send(env, agent, message(stamps(), cpt=-1))
-    assert len(store.prints(pid)) == 2
+    assert len(store.prints.of(pid)) == 2
 
     # Absent current_print_ts changes nothing.
     await send(env, agent, message(stamps(), cpt=T1 + 1200, filename="c.gcode"))
@@ -352,14 +352,14 @@ async def test_cancelled_and_failed_set_cancelled_at_and_close(env: BridgeEnv, e
 
     await send(env, agent, message(stamps(), cpt=T1, event=event))
     assert (await env.get_printer(pid))["current_print"] is None
-    [p] = env.bridge.store.prints(pid)
+    [p] = env.bridge.store.prints.of(pid)
     assert p.cancelled_at is not None and p.ended_at is not None and p.finished_at is None
 
     # The agent then reports -1 and keeps sending the old ts for a while: nothing changes.
     await send(env, agent, message(stamps(), cpt=-1))
     await send(env, agent, message(stamps(), cpt=T1))
     assert (await env.get_printer(pid))["current_print"] is None
-    [again] = env.bridge.store.prints(pid)
+    [again] = env.bridge.store.prints.of(pid)
     assert again == p
 
 
@@ -371,7 +371,7 @@ async def test_print_done_sets_finished_at_and_closes(env: BridgeEnv) -> None:
     await send(env, agent, message(stamps(), cpt=T1))
     await send(env, agent, message(stamps(), cpt=T1, event="PrintDone"))
     assert (await env.get_printer(pid))["current_print"] is None
-    [p] = env.bridge.store.prints(pid)
+    [p] = env.bridge.store.prints.of(pid)
     assert p.finished_at is not None and p.ended_at is not None and p.cancelled_at is None
 
 
@@ -461,7 +461,7 @@ async def test_snapshots_kept_up_to_4_mib_and_dropped_over(env: BridgeEnv) -> No
     assert bytes(row[0]) == largest
 
 
-# -- bad input (SPEC 5.4) ------------------------------------------------------------------------------
+# -- bad input (docs/mqtt.md) ------------------------------------------------------------------------------
 
 
 def _bad_payloads(env: BridgeEnv, live: int, deleted: int) -> list[tuple[str, bytes]]:
@@ -556,8 +556,8 @@ async def test_malformed_payloads_are_dropped_and_change_nothing(env: BridgeEnv)
             gone.status_code,
             pic.content,
             cmds.content,
-            env.bridge.store.prints(pid),
-            env.bridge.store.prints(doomed["id"]),
+            env.bridge.store.prints.of(pid),
+            env.bridge.store.prints.of(doomed["id"]),
         )
 
     before = await snapshot_of_state()

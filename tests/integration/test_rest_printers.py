@@ -1,4 +1,4 @@
-"""SPEC 4.3 through the real app: list, create, get, PATCH, archive, DELETE, pic, commands, rotate_token,
+"""docs/rest.md through the real app: list, create, get, PATCH, archive, DELETE, pic, commands, rotate_token,
 /health and the OpenAPI document (the five actions are tested with their MQTT side elsewhere)."""
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ async def test_patch_survives_a_bridge_restart(env: BridgeEnv) -> None:
 
     fresh = Store(env.settings.db_path)
     fresh.load()
-    rec = fresh.get(printer["id"])
+    rec = fresh.printers.get(printer["id"])
     assert rec is not None
     for field, value in changes.items():
         assert getattr(rec, field) == value, field
@@ -400,7 +400,7 @@ async def test_delete_stops_the_printers_mqtt_credentials(env: BridgeEnv) -> Non
     await asyncio.to_thread(agent.disconnect)
     resp = await env.client.delete(f"{API}/{printer['id']}", headers=env.auth())
     assert resp.status_code == 200
-    await wait_for(lambda: env.bridge.store.broker_tokens().get(printer["id"]) is None, what="account removed")
+    await wait_for(lambda: env.bridge.store.accounts.broker_tokens().get(printer["id"]) is None, what="account removed")
     assert await _refused(env, printer["id"], printer["auth_token"]), "a deleted printer's credentials still connect"
 
 

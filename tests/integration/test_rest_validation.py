@@ -1,4 +1,4 @@
-"""SPEC 4.1 and the validation rules of 4.2/4.3 through the real app: every invalid value is a 400 naming the
+"""docs/rest.md, its validation rules, through the real app: every invalid value is a 400 naming the
 field and changes nothing; authentication in three header styles; isolation between users (404 decided before
 any validation); trailing slashes; body size; and no request shape producing a 500."""
 
@@ -268,7 +268,7 @@ async def test_missing_or_invalid_credentials_are_401_with_www_authenticate(env:
 
 async def test_rotated_user_token_stops_working(env: BridgeEnv) -> None:
     old = env.token
-    new = env.bridge.store.rotate_user_token("alice")
+    new = env.bridge.store.users.rotate_token("alice")
     assert new is not None and new != old
     resp = await env.client.get(f"{API}/", headers=env.auth(old))
     assert_error(resp, 401)

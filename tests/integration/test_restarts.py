@@ -103,13 +103,13 @@ async def test_bridge_restart_keeps_users_printers_prints_settings_status_and_de
         await send(env, agent, msg)
         for p in (0.1, 0.4, 0.2, 0.3, 0.25):
             await send(env, agent, f'{{"p": {p}}}'.encode(), leaf="detection")
-        rec = env.bridge.store.get(pid)
+        rec = env.bridge.store.printers.get(pid)
         assert rec is not None
         detection_state = env.bridge.detector.state(rec)
         assert detection_state.lifetime_frames == 5 and detection_state.rolling_mean_long > 0
         before = await env.get_printer(pid)
         assert before["status"] is not None and before["current_print"]["filename"] == "benchy.gcode"
-        prints_before = env.bridge.store.prints(pid)
+        prints_before = env.bridge.store.prints.of(pid)
         assert len(prints_before) == 2
         # The agent leaves without a word, as if the bridge were the one going away.
         await asyncio.to_thread(agent.disconnect, publish_offline=False)
@@ -125,10 +125,10 @@ async def test_bridge_restart_keeps_users_printers_prints_settings_status_and_de
         assert after == before
         assert after["settings"] == settings_doc and after["agent_name"] == "octoprint_obico"
         assert after["retract_on_pause"] == 3.0 and after["action_on_failure"] == "NONE"
-        assert store.prints(pid) == prints_before
+        assert store.prints.of(pid) == prints_before
         assert after["current_print"]["ended_at"] is None
         # The detection state, lifetime mean included.
-        rec2 = store.get(pid)
+        rec2 = store.printers.get(pid)
         assert rec2 is not None
         assert env2.bridge.detector.state(rec2) == detection_state
 
@@ -136,7 +136,7 @@ async def test_bridge_restart_keeps_users_printers_prints_settings_status_and_de
         agent2 = await ready_agent(env2, printer)
         await send(env2, agent2, agent_message(ts=now + 3, current_print_ts=T1))
         assert (await env2.get_printer(pid))["current_print"]["id"] == before["current_print"]["id"]
-        assert len(store.prints(pid)) == 2
+        assert len(store.prints.of(pid)) == 2
 
         # The receive time survived too: past the TTL from it, the status is stale.
         clock.advance(settings.status_ttl_s + 1)

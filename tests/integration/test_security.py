@@ -1,4 +1,4 @@
-"""SPEC 8 end to end: the running bridge keeps the broker's accounts in step with its printers.
+"""docs/mqtt.md, Accounts end to end: the running bridge keeps the broker's accounts in step with its printers.
 
 Against a real Mosquitto with the dynamic-security plugin and the bridge as its admin (the `broker`
 fixture, configured like mosquitto/mosquitto.conf), and, for `make run`, against the broker that
@@ -76,7 +76,7 @@ async def connect_rc(broker: Broker, username: str | None, password: str | None 
 
 async def account_ready(env: BridgeEnv, printer_id: int, token: str, timeout: float = 5.0) -> None:
     await wait_for(
-        lambda: env.bridge.store.broker_tokens().get(printer_id) == token,
+        lambda: env.bridge.store.accounts.broker_tokens().get(printer_id) == token,
         timeout,
         f"the broker account of printer {printer_id} with its current token",
     )
@@ -243,7 +243,7 @@ async def test_patch_leaves_credentials_alone(env: BridgeEnv) -> None:
         assert not probe.disconnected.is_set()
     finally:
         await asyncio.to_thread(probe.close)
-    assert env.bridge.store.broker_tokens()[printer["id"]] == printer["auth_token"]
+    assert env.bridge.store.accounts.broker_tokens()[printer["id"]] == printer["auth_token"]
 
 
 async def test_rotate_token_over_rest(env: BridgeEnv, watcher: Probe) -> None:
@@ -293,7 +293,7 @@ async def test_home_assistant_account(env: BridgeEnv, watcher: Probe, bridge_log
     assert account["username"] == "homeassistant" and len(account["password"]) >= 22
     assert await run_cli(env.settings.db_path, "ha-account") == account  # shown again, not changed
     await wait_for(
-        lambda: env.bridge.store.account("homeassistant:synced") == (account["username"], account["password"]),
+        lambda: env.bridge.store.accounts.get("homeassistant:synced") == (account["username"], account["password"]),
         what="the Home Assistant account on the broker",
     )
     with connected_probe(env.broker, account["username"], account["password"]) as ha:
@@ -342,7 +342,8 @@ async def test_accounts_catch_up_after_the_broker_was_down(env: BridgeEnv) -> No
     await asyncio.to_thread(agent.publish_status, agent_message(ts=time.time()))
     await wait_for(lambda: rest_status(env, created["id"]), what="the new printer's status in REST")
     await wait_for(
-        lambda: gone["id"] not in env.bridge.store.deleted_printer_ids(), what="the deleted printer's account removed"
+        lambda: gone["id"] not in env.bridge.store.accounts.deleted_printer_ids(),
+        what="the deleted printer's account removed",
     )
     assert await connect_rc(env.broker, printer_username(gone["id"]), gone["auth_token"]) != 0
 

@@ -1,4 +1,4 @@
-"""The simulated printer agent (SPEC 3 `printbridge simulate`) end to end through the REST API: a printer
+"""The simulated printer agent (README, Command line `printbridge simulate`) end to end through the REST API: a printer
 created over REST, the simulator connected with that printer's broker credentials, and pause, resume and
 cancel obeyed as the bridge reports them."""
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bridge.simulator import Simulator, SimulatorConfig
+from bridge.agent.simulator import Simulator, SimulatorConfig
 from tests.support.broker import free_port, requires_dynsec
 from tests.support.env import BridgeEnv, wait_for
 
@@ -20,7 +20,7 @@ async def broker_account(env: BridgeEnv, printer: dict[str, Any]) -> dict[str, A
     """The simulator's connection settings once the broker knows the printer (as BridgeEnv.agent does)."""
     if env.broker.dynsec:
         await wait_for(
-            lambda: env.bridge.store.broker_tokens().get(printer["id"]) == printer["auth_token"],
+            lambda: env.bridge.store.accounts.broker_tokens().get(printer["id"]) == printer["auth_token"],
             what="the printer's broker account",
         )
         return {"password": printer["auth_token"]}
@@ -80,7 +80,7 @@ async def test_simulator_obeys_pause_resume_and_cancel_through_rest(env: BridgeE
 
         body = await wait_for(ended, what="the print to end")
         assert body["status"]["state"]["text"] == "Operational"
-        (p,) = env.bridge.store.prints(pid)
+        (p,) = env.bridge.store.prints.of(pid)
         assert p.id == print_id and p.cancelled_at is not None and p.ended_at is not None
         assert p.finished_at is None
 

@@ -23,9 +23,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bridge.agent.client import set_nodelay
+from bridge.agent.jpeg import build_grey_jpeg
+from bridge.agent.simulator import Simulator, SimulatorConfig, SimulatorError
 from bridge.mqtt.payloads import Command, decode_ack, decode_agent_message, encoder
 from bridge.mqtt.topics import Topics
-from bridge.simulator import Simulator, SimulatorConfig, SimulatorError, build_grey_jpeg, set_nodelay
 from tests.support.agent import TestAgent, agent_message
 
 Broker = tuple[str, int]
@@ -463,7 +465,7 @@ def test_agent_dropped_connection_fires_the_will(agent: TestAgent, peer: Peer) -
 
 def test_simulator_run_forever_stops_cleanly_on_sigterm(_anon_broker: Broker, base: str, peer: Peer) -> None:
     script = (
-        "import sys; from bridge.simulator import Simulator, SimulatorConfig; "
+        "import sys; from bridge.agent.simulator import Simulator, SimulatorConfig; "
         "Simulator(SimulatorConfig(printer_id=int(sys.argv[1]), password='x', host=sys.argv[2], "
         "port=int(sys.argv[3]), base_topic=sys.argv[4], status_interval_s=0.2)).run_forever()"
     )

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from bridge.domain.views import encode_printer
 from bridge.mqtt.link import Incoming
 from tests.reliability.support import on_bridge_loop
 from tests.support.agent import agent_message
@@ -77,7 +78,7 @@ class Harness:
         store = self.env.bridge.store
         rec = store.printers[self.pid]
         return on_bridge_loop(
-            self.env, lambda: (store.printer_json(rec), store.snapshot(self.pid), store.prints(self.pid))
+            self.env, lambda: (encode_printer(rec), store.snapshots.latest(self.pid), store.prints.of(self.pid))
         )
 
     def send(self, leaf: str, payload: bytes, printer_id: int | None = None) -> tuple[bool, Any, Any]:

@@ -21,7 +21,7 @@ SECONDS = 5
 
 async def test_200_printers_at_5_hz_with_rest_and_actions(env: BridgeEnv) -> None:
     store = env.bridge.store
-    ids = on_bridge_loop(env, lambda: [store.create_printer(env.user_id, f"load-{i}").id for i in range(PRINTERS)])
+    ids = on_bridge_loop(env, lambda: [store.printers.create(env.user_id, f"load-{i}").id for i in range(PRINTERS)])
     acting = [await env.create_printer(f"acting-{i}") for i in range(3)]
     for printer in acting:
         agent = await env.agent(printer)

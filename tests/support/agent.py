@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import copy
 import queue
-import secrets
 import socket
 import threading
 from typing import Any, Literal
 
 import msgspec
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from bridge.agent.client import agent_client
+from bridge.agent.messages import AgentIdentity, build_flags, build_status_message, temperature
 from bridge.mqtt.payloads import Ack, encoder
 from bridge.mqtt.topics import Topics
 
@@ -65,14 +66,7 @@ class TestAgent:
         self._timers: list[threading.Timer] = []
         self._dropped = False
 
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"printer-{printer_id}-test-{secrets.token_hex(3)}",
-            protocol=protocol,
-        )
-        client.username_pw_set(username if username is not None else f"printer-{printer_id}", password)
-        client.will_set(self.topics.availability(printer_id), b"offline", qos=1, retain=True)
-        client.on_socket_open = self._on_socket_open
+        client = agent_client(self.topics, printer_id, password, username=username, kind="test", protocol=protocol)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -152,10 +146,6 @@ class TestAgent:
             raise TimeoutError(f"no remote_status for printer {self.printer_id} within {timeout} s") from None
 
     # -- paho callbacks (paho's thread) ------------------------------------------------------------
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
         if not reason.is_failure:
             pid = self.printer_id
@@ -239,41 +229,30 @@ def agent_message(
     state_text: str | None = None,
     include_status: bool = True,
 ) -> dict[str, Any]:
-    """The SPEC 5.2 example agent message, varied by the arguments.
+    """The docs/mqtt.md example agent message, varied by the arguments.
 
     `current_print_ts=None` leaves the key out; `settings=True` sends the example settings, a dict sends
     that dict, False none; `include_status=False` leaves `status` out (the bridge then marks it offline).
     """
     text = state_text or ("Paused" if paused else "Printing" if printing else "Operational")
-    message: dict[str, Any] = {}
-    if current_print_ts is not None:
-        message["current_print_ts"] = current_print_ts
-    if event is not None:
-        message["event"] = {"event_type": event, "data": {"name": filename}}
-    if settings is True:
-        message["settings"] = {"agent": {"name": "octoprint_obico", "version": "2.6.1"}, "webcams": []}
-    elif isinstance(settings, dict):
-        message["settings"] = settings
-    if include_status:
-        message["status"] = {
-            "_ts": ts,
-            "state": {
-                "text": text,
-                "flags": {
-                    "operational": True,
-                    "printing": printing and not paused,
-                    "paused": paused,
-                    "cancelling": False,
-                    "pausing": False,
-                    "error": False,
-                    "ready": not printing and not paused,
-                    "closedOrError": False,
-                },
-            },
-            "job": {"file": {"name": filename}},
-            "progress": {"completion": completion, "printTime": 116, "printTimeLeft": 2068},
-            "temperatures": temps
-            if temps is not None
-            else {"tool0": {"actual": 220.0, "target": 220.0}, "bed": {"actual": 60.0, "target": 60.0}},
-        }
+    built = build_status_message(
+        ts=ts,
+        current_print_ts=current_print_ts,
+        state_text=text,
+        flags=build_flags(printing=printing and not paused, paused=paused),
+        filename=filename,
+        completion=completion,
+        print_time=116,
+        print_time_left=2068,
+        temperatures=temps
+        if temps is not None
+        else {"tool0": temperature(220.0, 220.0), "bed": temperature(60.0, 60.0)},
+        agent=AgentIdentity(name="octoprint_obico", version="2.6.1") if settings is True else None,
+        event=event,
+    )
+    if isinstance(settings, dict):
+        built.settings = settings
+    if not include_status:
+        built.status = None
+    message: dict[str, Any] = msgspec.to_builtins(built)
     return message

@@ -90,7 +90,7 @@ class BridgeEnv:
         return {"Authorization": f"Bearer {token or self.token}"}
 
     def add_user(self, name: str) -> tuple[int, str]:
-        return self.bridge.store.add_user(name)
+        return self.bridge.store.users.add(name)
 
     async def create_printer(self, name: str = "Prusa", token: str | None = None, **fields: Any) -> dict[str, Any]:
         resp = await self.client.post("/api/v1/printers/", json={"name": name, **fields}, headers=self.auth(token))
@@ -108,7 +108,7 @@ class BridgeEnv:
         """A connected test agent for `printer`, using its own broker credentials when the broker has them."""
         if self.broker.dynsec:
             await wait_for(
-                lambda: self.bridge.store.broker_tokens().get(printer["id"]) == printer["auth_token"],
+                lambda: self.bridge.store.accounts.broker_tokens().get(printer["id"]) == printer["auth_token"],
                 what="the printer's broker account",
             )
             password = printer["auth_token"]
@@ -148,11 +148,11 @@ async def running_bridge(
     async with AsyncTestClient(app=app) as client:
         env = BridgeEnv(broker, settings, client, clock, app)
         await wait_for(lambda: env.bridge.mqtt_connected, 10, "the bridge's MQTT connection")
-        if env.bridge.store.user_id("alice") is None:
+        if env.bridge.store.users.id_of("alice") is None:
             env.user_id, env.token = env.add_user("alice")
         else:
-            env.user_id = env.bridge.store.user_id("alice") or 0
-            env.token = env.bridge.store.rotate_user_token("alice") or ""
+            env.user_id = env.bridge.store.users.id_of("alice") or 0
+            env.token = env.bridge.store.users.rotate_token("alice") or ""
         try:
             yield env
         finally:

@@ -1,4 +1,4 @@
-"""bridge/config.py (SPEC 2): every PRINTBRIDGE_* variable, valid and invalid values, and the CLI's exit 2."""
+"""bridge/config.py (README): every PRINTBRIDGE_* variable, valid and invalid values, and the CLI's exit 2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Unit tests of bridge.domain.detection (SPEC §6), checked against values worked out by hand."""
+"""Unit tests of bridge.domain.detection and the watching rules of bridge.domain.models (docs/detection.md),
+checked against values worked out by hand."""
 
 from __future__ import annotations
 
@@ -11,20 +12,48 @@ from bridge.domain.detection import (
     AlertState,
     Decision,
     PredictionState,
-    alert_outstanding,
     decide,
     is_failing,
     normalized_p,
-    not_watching_reason,
     parse_frame,
     reset_for_new_print,
     should_alert,
     should_pause,
-    should_watch,
     update_prediction,
 )
+from bridge.domain.models import PrinterRecord, PrintRecord, not_watching_reason, should_watch
 
 approx = pytest.approx
+
+
+def alert_outstanding(state: AlertState) -> bool:
+    """The live rule (PrintRecord.alert_outstanding, which decide() uses too) for these alert fields."""
+    return PrintRecord(
+        id=1,
+        printer_id=1,
+        ts=1.0,
+        started_at=0.0,
+        alerted_at=state.alerted_at,
+        alert_acknowledged_at=state.alert_acknowledged_at,
+    ).alert_outstanding
+
+
+def printer(*, enabled: bool, printing: bool = True, muted: bool = False, has_print: bool = True) -> PrinterRecord:
+    """A printer with detection `enabled` or not, online and printing or not, with a current print that
+    is muted or not (or none)."""
+    current = PrintRecord(id=1, printer_id=1, ts=1.0, started_at=0.0, alert_muted_at=1.0 if muted else None)
+    return PrinterRecord(
+        id=1,
+        owner_id=1,
+        name="P",
+        created_at=0.0,
+        auth_token="t",
+        watching_enabled=enabled,
+        status_raw=b"{}" if printing else None,
+        flag_printing=printing,
+        current_print=current if has_print else None,
+    )
+
 
 # ---------------------------------------------------------------------------------------------------------
 # constants
@@ -230,7 +259,7 @@ def test_normalized_p_threshold_clamped_at_0_78() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# decide(): each rule of SPEC §6.3
+# decide(): each rule of docs/detection.md
 # ---------------------------------------------------------------------------------------------------------
 
 NOW = 1_000_000.0
@@ -275,7 +304,7 @@ def test_alert_suppressed_while_outstanding() -> None:
 
 
 def test_recent_acknowledgment_alone_does_not_suppress_an_alert() -> None:
-    # SPEC: only alerted_at age and outstanding alerts suppress (Obico also counted acknowledgment age)
+    # docs/detection.md: only alerted_at age and outstanding alerts suppress (Obico also counted acknowledgment age)
     state = _acked(alerted_ago=600, acked_ago=10)
     assert decide(NOW, state, "PAUSE", False, True) == ALERT
 
@@ -317,7 +346,7 @@ def test_pause_wanted_but_not_pausing_alerts_unless_suppressed(action: str, paus
 
 
 class PrintSim:
-    """One current print: applies decide() the way the bridge must, and the REST actions of SPEC §4.4."""
+    """One current print: applies decide() the way the bridge must, and the REST actions of docs/rest.md."""
 
     def __init__(self, action_on_failure: str = "PAUSE") -> None:
         self.now = NOW
@@ -329,8 +358,8 @@ class PrintSim:
         self.pauses: list[float] = []
 
     def _frame(self, pause_wanted: bool, alert_wanted: bool) -> None:
-        if not should_watch(self.watching_enabled, True, self.state.alert_muted_at is not None):
-            return  # SPEC §6.1: the frame is not counted
+        if not should_watch(printer(enabled=self.watching_enabled, muted=self.state.alert_muted_at is not None)):
+            return  # docs/detection.md: the frame is not counted
         decision = decide(self.now, self.state, self.action_on_failure, pause_wanted, alert_wanted)
         if decision.pause:
             self.state.paused_at = self.now
@@ -517,7 +546,7 @@ def test_scenario_paused_then_resumed_by_agent_not_paused_again() -> None:
     sim.error()
     sim.at(HOUR).error()
     assert sim.pauses == [NOW]
-    # SPEC §6.3: the first alert is still outstanding (a resume in the agent acknowledges nothing)
+    # docs/detection.md: the first alert is still outstanding (a resume in the agent acknowledges nothing)
     assert sim.alerts == [NOW]
 
 
@@ -546,7 +575,7 @@ def test_scenario_watching_disabled_counts_no_frame() -> None:
     ],
 )
 def test_not_watching_reason_first_match_wins(enabled: bool, printing: bool, muted: bool, expected: str | None) -> None:
-    assert not_watching_reason(enabled, printing, muted) == expected
+    assert not_watching_reason(printer(enabled=enabled, printing=printing, muted=muted)) == expected
 
 
 @pytest.mark.parametrize(
@@ -559,7 +588,7 @@ def test_not_watching_reason_first_match_wins(enabled: bool, printing: bool, mut
     ],
 )
 def test_should_watch(enabled: bool, has_print: bool, muted: bool, expected: bool) -> None:
-    assert should_watch(enabled, has_print, muted) is expected
+    assert should_watch(printer(enabled=enabled, has_print=has_print, muted=muted)) is expected
 
 
 # ---------------------------------------------------------------------------------------------------------

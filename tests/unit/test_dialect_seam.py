@@ -36,6 +36,7 @@ from bridge.domain.inputs import (
     StatusUpdate,
 )
 from bridge.domain.models import PrinterRecord
+from bridge.domain.views import encode_printer
 from bridge.ingest import Ingest
 from bridge.mqtt.outputs import Outputs
 from bridge.mqtt.topics import Topics
@@ -153,7 +154,14 @@ async def seam(tmp_path: Path) -> AsyncIterator[Seam]:
     store = Store(tmp_path / "seam.db", clock)
     store.load()
     link = RecordingLink()
-    ctx = DialectContext(TOPICS, link, clock, 0.5, lambda pid, inputs: None, lambda: list(store.printers.values()))
+    ctx = DialectContext(
+        TOPICS,
+        link,  # type: ignore[arg-type]  # what a dialect uses of the MqttLink
+        clock,
+        0.5,
+        lambda pid, inputs: None,
+        lambda: list(store.printers.values()),
+    )
     dialect = LineDialect(ctx)
     outputs = Outputs(link, TOPICS, clock, ha_discovery=False, ha_mode="device")  # type: ignore[arg-type]
     commands = Commands(store, lambda rec: dialect, clock, timeout_s=0.5)
@@ -161,8 +169,8 @@ async def seam(tmp_path: Path) -> AsyncIterator[Seam]:
     actions = Actions(store, commands, outputs, clock)
     detector.bind(lambda rec: actions.command(rec, "pause", "system"))
     ingest = Ingest(store, outputs, commands, detector, clock)
-    owner, _ = store.add_user("ann")
-    rec = store.create_printer(owner, "Line printer", {"dialect": "line"})
+    owner, _ = store.users.add("ann")
+    rec = store.printers.create(owner, "Line printer", {"dialect": "line"})
     try:
         yield Seam(store, link, dialect, ingest, commands, actions, detector, rec)
     finally:
@@ -176,7 +184,7 @@ async def test_a_status_line_opens_a_print_and_is_served(seam: Seam) -> None:
     assert rec.online and rec.flag_printing and rec.progress == 12.5
     assert rec.current_print is not None and rec.current_print.filename == "cube.gcode"
     assert seam.link.events(rec.id) == ["STARTED"]
-    body = msgspec.json.decode(seam.store.printer_json(rec))
+    body = msgspec.json.decode(encode_printer(rec))
     assert body["dialect"] == "line"
     assert body["status"]["state"]["text"] == "Printing"
     seam.feed(f"state=Operational;pct=100;start={START_TS};done=1")
@@ -190,7 +198,7 @@ async def test_availability_and_sign_of_life(seam: Seam) -> None:
     assert seam.rec.available is False and not seam.rec.online
     seam.feed("up=1")
     assert seam.rec.online
-    seam.store.mark_stale(2_000_000_000.0)
+    seam.store.printers.mark_stale(2_000_000_000.0)
     assert seam.rec.stale
     seam.feed("ping=1")
     assert not seam.rec.stale and seam.rec.online
@@ -217,7 +225,7 @@ async def test_pause_is_sent_replied_and_confirmed(seam: Seam) -> None:
     seam.feed(f"state=Paused;start={START_TS}")
     outcome = await asyncio.wait_for(task, 5)
     assert (outcome.succeeded, outcome.error) == (True, None)
-    [row] = seam.store.commands(seam.rec.id, 10)
+    [row] = seam.store.commands.recent(seam.rec.id, 10)
     assert (row.cmd, row.outcome, row.initiator) == ("pause", "acked", "api")
 
 
@@ -228,7 +236,7 @@ async def test_a_pause_never_confirmed_fails_with_the_state(seam: Seam) -> None:
     seam.feed(f"re={cmd_id};ok=1")
     outcome = await asyncio.wait_for(task, 5)
     assert (outcome.succeeded, outcome.error) == (False, "printer did not pause: state is Printing")
-    [row] = seam.store.commands(seam.rec.id, 10)
+    [row] = seam.store.commands.recent(seam.rec.id, 10)
     assert (row.outcome, row.error) == ("timeout", "printer did not pause: state is Printing")
 
 
@@ -244,7 +252,7 @@ async def test_a_refusing_reply_and_a_refusal_before_sending(seam: Seam) -> None
     outcome = await seam.actions.command(seam.rec, "pause", "api")
     assert (outcome.succeeded, outcome.error) == (False, "already paused")
     assert len(seam.dialect.sent) == sent
-    rows = seam.store.commands(seam.rec.id, 10)
+    rows = seam.store.commands.recent(seam.rec.id, 10)
     assert [(r.cmd, r.outcome, r.error) for r in rows] == [
         ("pause", "refused", "already paused"),
         ("cancel", "refused", "door open"),
@@ -256,7 +264,7 @@ async def test_a_command_the_transport_cannot_send(seam: Seam) -> None:
     seam.dialect.connected_ok = False
     outcome = await seam.actions.command(seam.rec, "resume", "api")
     assert (outcome.succeeded, outcome.error) == (False, "broker unavailable")
-    [row] = seam.store.commands(seam.rec.id, 10)
+    [row] = seam.store.commands.recent(seam.rec.id, 10)
     assert row.outcome == "not_sent"
 
 
@@ -275,7 +283,7 @@ async def test_detection_frames_through_the_seam_pause_a_failing_print(seam: Sea
     seam.feed(f"re={cmd_id};ok=1")
     seam.feed(f"state=Paused;start={START_TS}")
     await seam.detector.drain()
-    [row] = seam.store.commands(seam.rec.id, 10)
+    [row] = seam.store.commands.recent(seam.rec.id, 10)
     assert (row.cmd, row.initiator, row.outcome) == ("pause", "system", "acked")
 
 

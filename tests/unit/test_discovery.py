@@ -1,5 +1,5 @@
-"""Home Assistant discovery builders (SPEC 7.1): exact documents, and every value template rendered
-against real state payloads (SPEC 7.2) the way Home Assistant renders them."""
+"""Home Assistant discovery builders (docs/mqtt.md): exact documents, and every value template rendered
+against real state payloads (docs/mqtt.md) the way Home Assistant renders them."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def render(template: str, payload: dict[str, Any]) -> str:
 
 
 def state_payload(**changes: Any) -> dict[str, Any]:
-    """A state message as the bridge publishes it (SPEC 7.2): printing by default."""
+    """A state message as the bridge publishes it (docs/mqtt.md): printing by default."""
     base: dict[str, Any] = {
         "id": 3,
         "name": "Ender 3",

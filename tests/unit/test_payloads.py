@@ -190,7 +190,7 @@ def test_oversized_ack() -> None:
         decode_ack(encoder.encode({"cmd_id": "x" * MAX_JSON_BYTES, "ok": True}))
 
 
-# -- actions (SPEC 7.4) --------------------------------------------------------------------------------
+# -- actions (docs/mqtt.md) --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["pause", "resume", "cancel", "mute", "acknowledge_alert"])

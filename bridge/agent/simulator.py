@@ -1,4 +1,4 @@
-"""A simulated printer agent speaking the MQTT contract (SPEC 3, 5): `printbridge simulate`.
+"""A simulated printer agent speaking printbridge's MQTT protocol (docs/mqtt.md): `printbridge simulate`.
 
 It is also the reference for agent authors: it connects as `printer-{id}` with the printer's auth token,
 sets an `offline` Will, publishes `online`, publishes the agent message on change and every few seconds,
@@ -9,30 +9,35 @@ from __future__ import annotations
 
 import collections
 import logging
-import secrets
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
-from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from bridge.agent.client import agent_client
+from bridge.agent.jpeg import build_grey_jpeg
+from bridge.agent.messages import (
+    AgentIdentity,
+    PrintEventType,
+    SimulatedState,
+    StatusMessage,
+    build_flags,
+    build_status_message,
+    temperature,
+)
+from bridge.mqtt.dynsec import printer_username
 from bridge.mqtt.payloads import Ack, Command, RemoteStatus, encoder
-from bridge.mqtt.tls import broker_context
 from bridge.mqtt.topics import Topics
 
-log = logging.getLogger(__name__)
-
-PrinterState = Literal["Operational", "Printing", "Paused", "Cancelling"]
-EventType = Literal["PrintStarted", "PrintPaused", "PrintResumed", "PrintCancelled", "PrintDone"]
+log = logging.getLogger("bridge.simulator")
 
 AMBIENT_C = 25.0
 TOOL_TARGET_C = 220.0
@@ -60,7 +65,7 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     username: str | None = None  # None: `printer-{printer_id}`
     base_topic: str = "printbridge"
     tls: bool = False
-    ca_file: str | None = None  # PEM CA to verify an mqtts:// broker against; None: the system's
+    ca: str | None = None  # a CA file (PEM) to verify an mqtts:// broker against; None: the system's
     status_interval_s: float = 2.0
     print_duration_s: float = 600.0
     idle_between_prints_s: float = 10.0
@@ -72,173 +77,13 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def mqtt_username(self) -> str:
-        return self.username if self.username is not None else f"printer-{self.printer_id}"
-
-
-# -- the agent message (SPEC 5.2), outgoing and therefore exact ------------------------------------
-
-
-class StateFlags(msgspec.Struct, rename="camel"):
-    operational: bool
-    printing: bool
-    paused: bool
-    cancelling: bool
-    pausing: bool
-    error: bool
-    ready: bool
-    closed_or_error: bool
-
-
-class PrinterStateView(msgspec.Struct):
-    text: str
-    flags: StateFlags
-
-
-class JobFile(msgspec.Struct):
-    name: str
-
-
-class Job(msgspec.Struct):
-    file: JobFile
-
-
-class Progress(msgspec.Struct, rename="camel"):
-    completion: float | None
-    print_time: int | None
-    print_time_left: int | None
-
-
-class Temperature(msgspec.Struct):
-    actual: float
-    target: float
-
-
-class Temperatures(msgspec.Struct):
-    tool0: Temperature
-    bed: Temperature
-
-
-class Status(msgspec.Struct):
-    ts: float = msgspec.field(name="_ts")
-    state: PrinterStateView
-    job: Job
-    progress: Progress
-    temperatures: Temperatures
-
-
-class AgentInfo(msgspec.Struct):
-    name: str
-    version: str
-
-
-class Settings(msgspec.Struct):
-    agent: AgentInfo
-    webcams: list[dict[str, Any]]
-
-
-class EventData(msgspec.Struct):
-    name: str
-
-
-class Event(msgspec.Struct):
-    event_type: str
-    data: EventData
-
-
-class AgentMessage(msgspec.Struct, omit_defaults=True):
-    current_print_ts: int
-    status: Status
-    settings: Settings | None = None
-    event: Event | None = None
-
-
-def build_flags(state: PrinterState) -> StateFlags:
-    return StateFlags(
-        operational=True,
-        printing=state == "Printing",
-        paused=state == "Paused",
-        cancelling=state == "Cancelling",
-        pausing=False,
-        error=False,
-        ready=state == "Operational",
-        closed_or_error=False,
-    )
-
-
-# -- snapshots: a tiny baseline JPEG of one grey shade, encoded by hand --------------------------
-
-
-def _segment(marker: int, body: bytes) -> bytes:
-    return bytes((0xFF, marker)) + (len(body) + 2).to_bytes(2, "big") + body
-
-
-def _huffman_table(table_class: int, symbols: list[int]) -> bytes:
-    """A DHT body giving symbol i a code of length i + 1 (canonical codes 0, 10, 110, ...)."""
-    counts = [0] * 16
-    for i in range(len(symbols)):
-        counts[i] = 1
-    return bytes([table_class << 4, *counts, *symbols])
-
-
-def build_grey_jpeg(width: int = 64, height: int = 48, shade: int = 128) -> bytes:
-    """A valid baseline greyscale JPEG of `width` x `height` pixels (multiples of 8) in one shade.
-
-    Every 8x8 block is flat, so each block is its DC coefficient alone: the first block carries
-    the shade, the others a difference of zero, and every block ends with End Of Block.
-    """
-    if width <= 0 or height <= 0 or width % 8 or height % 8 or width > 65535 or height > 65535:
-        raise ValueError("width and height must be positive multiples of 8")
-    if not 0 <= shade <= 255:
-        raise ValueError("shade must be 0..255")
-    # Quantiser 8 on every coefficient: a flat block of level-shifted value v has DC 8v -> v.
-    dc = shade - 128
-    category = abs(dc).bit_length()
-    dc_symbols = [0] if category == 0 else [0, category]
-    bits: list[int] = []
-
-    def put(value: int, length: int) -> None:
-        bits.extend((value >> (length - 1 - i)) & 1 for i in range(length))
-
-    blocks = (width // 8) * (height // 8)
-    for index in range(blocks):
-        if index == 0 and category:
-            put(0b10, 2)  # code of the symbol `category`
-            put(dc if dc > 0 else dc + (1 << category) - 1, category)
-        else:
-            put(0b0, 1)  # DC difference of category 0
-        put(0b0, 1)  # AC: End Of Block
-    bits.extend([1] * (-len(bits) % 8))
-    scan = bytearray()
-    for i in range(0, len(bits), 8):
-        byte = int("".join(map(str, bits[i : i + 8])), 2)
-        scan.append(byte)
-        if byte == 0xFF:
-            scan.append(0x00)
-    return b"".join(
-        (
-            b"\xff\xd8",
-            _segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"),
-            _segment(0xDB, bytes([0]) + bytes([8] * 64)),
-            _segment(0xC0, bytes([8]) + height.to_bytes(2, "big") + width.to_bytes(2, "big") + b"\x01\x01\x11\x00"),
-            _segment(0xC4, _huffman_table(0, dc_symbols)),
-            _segment(0xC4, _huffman_table(1, [0x00])),
-            _segment(0xDA, b"\x01\x01\x00\x00\x3f\x00"),
-            bytes(scan),
-            b"\xff\xd9",
-        )
-    )
+        return self.username if self.username is not None else printer_username(self.printer_id)
 
 
 # -- the agent -------------------------------------------------------------------------------------
 
 _command_decoder = msgspec.json.Decoder(Command)
 _remote_status_decoder = msgspec.json.Decoder(RemoteStatus)
-
-
-def set_nodelay(sock: Any) -> None:
-    """SPEC 9: without TCP_NODELAY every MQTT round trip costs 40-90 ms."""
-    if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Simulator:
@@ -253,7 +98,7 @@ class Simulator:
         self._connected = threading.Event()
         self._refused: str | None = None
         self._ticker: threading.Thread | None = None
-        self._state: PrinterState = "Operational"
+        self._state: SimulatedState = "Operational"
         self._print_ts = -1
         self._last_print_ts = -1
         self._elapsed_s = 0.0  # printing time before `_active_since`
@@ -267,7 +112,7 @@ class Simulator:
 
     # -- observation (tests, logs) -----------------------------------------------------------------
     @property
-    def state(self) -> PrinterState:
+    def state(self) -> SimulatedState:
         with self._lock:
             return self._state
 
@@ -351,17 +196,10 @@ class Simulator:
     # -- MQTT --------------------------------------------------------------------------------------
     def _build_client(self) -> mqtt.Client:
         cfg = self.config
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"printer-{cfg.printer_id}-sim-{secrets.token_hex(3)}",
-            protocol=MQTTProtocolVersion.MQTTv311,
+        client = agent_client(
+            self._topics, cfg.printer_id, cfg.password, username=cfg.mqtt_username, kind="sim", tls=cfg.tls, ca=cfg.ca
         )
-        client.username_pw_set(cfg.mqtt_username, cfg.password)
-        client.will_set(self._topics.availability(cfg.printer_id), b"offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
-        if cfg.tls:
-            client.tls_set_context(broker_context(Path(cfg.ca_file) if cfg.ca_file else None))
-        client.on_socket_open = lambda _client, _userdata, sock: set_nodelay(sock)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -496,7 +334,7 @@ class Simulator:
             return None
         return round(100.0 * self._elapsed(now) / self.config.print_duration_s, 1)
 
-    def _advance(self, now: float) -> EventType | None:
+    def _advance(self, now: float) -> PrintEventType | None:
         """Finish or start a print when its time has come; the event to announce, if any."""
         if self._state == "Printing" and self._elapsed(now) >= self.config.print_duration_s:
             self._end_print(now)
@@ -513,36 +351,32 @@ class Simulator:
             return self._next_print_at - now
         return float("inf")
 
-    def _build_message(self, now: float, event: EventType | None, settings: bool) -> AgentMessage:
+    def _build_message(self, now: float, event: PrintEventType | None, settings: bool) -> StatusMessage:
         ts = max(now, self._last_ts + 0.001)
         self._last_ts = ts
         printing = self._print_ts != -1
         elapsed = self._elapsed(now)
         bed_target = BED_TARGET_C if printing else 0.0
         cfg = self.config
-        return AgentMessage(
+        state = self._state
+        return build_status_message(
+            ts=ts,
             current_print_ts=self._print_ts,
-            status=Status(
-                ts=ts,
-                state=PrinterStateView(text=self._state, flags=build_flags(self._state)),
-                job=Job(file=JobFile(name=cfg.filename)),
-                progress=Progress(
-                    completion=self._completion(now),
-                    print_time=int(elapsed) if printing else None,
-                    print_time_left=int(cfg.print_duration_s - elapsed) if printing else None,
-                ),
-                temperatures=Temperatures(
-                    tool0=Temperature(actual=self._tool_target or AMBIENT_C, target=self._tool_target),
-                    bed=Temperature(actual=bed_target or AMBIENT_C, target=bed_target),
-                ),
-            ),
-            settings=Settings(agent=AgentInfo(name=cfg.agent_name, version=cfg.agent_version), webcams=[])
-            if settings
-            else None,
-            event=Event(event_type=event, data=EventData(name=cfg.filename)) if event is not None else None,
+            state_text=state,
+            flags=build_flags(printing=state == "Printing", paused=state == "Paused", cancelling=state == "Cancelling"),
+            filename=cfg.filename,
+            completion=self._completion(now),
+            print_time=int(elapsed) if printing else None,
+            print_time_left=int(cfg.print_duration_s - elapsed) if printing else None,
+            temperatures={
+                "tool0": temperature(self._tool_target or AMBIENT_C, self._tool_target),
+                "bed": temperature(bed_target or AMBIENT_C, bed_target),
+            },
+            agent=AgentIdentity(name=cfg.agent_name, version=cfg.agent_version) if settings else None,
+            event=event,
         )
 
-    def _publish_status(self, event: EventType | None, *, settings: bool = False) -> None:
+    def _publish_status(self, event: PrintEventType | None, *, settings: bool = False) -> None:
         message = self._build_message(self._clock(), event, settings)
         self._publish(self._topics.status(self.config.printer_id), encoder.encode(message))
 
