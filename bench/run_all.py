@@ -18,6 +18,7 @@ from bench.common import ROOT
 BENCHMARKS = [
     "http_list",
     "http_single",
+    "change_check",
     "ingest",
     "freshness",
     "actions",

@@ -1,4 +1,4 @@
-"""Broker accounts kept in step with the printers (docs/mqtt.md, Accounts), through Mosquitto's dynamic-security plugin.
+"""Broker accounts kept in step with the printers (SPEC 8), through Mosquitto's dynamic-security plugin.
 
 The bridge is the plugin's admin: it creates `printer-{id}` with the printer's auth token as password and
 a role allowing exactly that printer's topics, changes the password when the token is rotated, and
@@ -8,25 +8,35 @@ on the next connect: the store records which token each printer's account was la
 
 With a broker that has no dynamic-security plugin (or where the bridge is not its admin) the bridge
 works all the same and says once in the log that it cannot manage accounts.
+
+The command line makes its own changes on the broker before it returns (`AccountsNow`, one short
+connection as the same admin), so that the credentials it prints work at once; what it could not do is left
+to the running bridge, whose `reconcile()` finds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from bridge.dialects.registry import dialect_class
 from bridge.domain.models import PrinterRecord
 from bridge.mqtt import dynsec
 from bridge.mqtt.brokercheck import anonymous_can_publish
+from bridge.mqtt.dynsec import BRIDGE_ACCOUNT, HA_ACCOUNT, synced_name
+from bridge.mqtt.dynsec_client import call_dynsec
 from bridge.mqtt.link import MqttLink, NotConnected
 from bridge.mqtt.topics import Topics
+from bridge.mqtt.url import MqttUrl
 from bridge.state.store import Store, StoreError
 
 log = logging.getLogger("printbridge.accounts")
@@ -34,20 +44,28 @@ log = logging.getLogger("printbridge.accounts")
 CALL_TIMEOUT_S = 5.0
 RETRY_START_S = 1.0
 RETRY_CAP_S = 60.0
-_ALREADY = ("already exists",)
 
 
-Permissions = Callable[[PrinterRecord], Sequence[tuple[str, str]]]
+def permissions(topics: Topics, rec: PrinterRecord) -> Sequence[dynsec.Permission]:
+    """What the printer's dialect lets it do on the broker; empty: it gets no account (its dialect
+    reaches it over another connection)."""
+    return dialect_class(rec.dialect).broker_permissions(topics, rec.id)
+
+
+def broker_login(url: MqttUrl, store: Store) -> MqttUrl:
+    """The broker URL with the bridge's login: the one configured, else the account `broker-init` stored."""
+    if url.username is None:
+        stored = store.accounts.get(BRIDGE_ACCOUNT)
+        if stored is not None:
+            return dataclasses.replace(url, username=stored[0], password=stored[1])
+    return url
 
 
 class Accounts:
-    def __init__(self, link: MqttLink, store: Store, topics: Topics, permissions: Permissions) -> None:
-        """`permissions(printer)`: what the printer's dialect lets it do on the broker; a printer whose
-        dialect needs nothing there (it is reached over another connection) gets no account."""
+    def __init__(self, link: MqttLink, store: Store, topics: Topics) -> None:
         self.link = link
         self.store = store
         self.topics = topics
-        self.permissions = permissions
         self.available: bool | None = None  # None: not known yet
         self._pending: dict[str, asyncio.Future[list[dynsec.CommandResult]]] = {}
         self._seq = itertools.count()
@@ -93,11 +111,9 @@ class Accounts:
             log.warning("broker account change (%s) not done: %s", what, exc or "no answer")
             self._behind = True
             return False
-        failed = [r for r in results if r.error and not any(a in r.error.lower() for a in _ALREADY)]
-        for r in failed:
-            if r.command in ("deleteClient", "deleteRole") and "not found" in (r.error or "").lower():
-                continue
-            log.warning("broker account change (%s): %s failed: %s", what, r.command, r.error)
+        failed = dynsec.failures(results)
+        if failed:
+            log.warning("broker account change (%s): %s failed: %s", what, failed[0].command, failed[0].error)
             self._behind = True
             return False
         return True
@@ -123,9 +139,9 @@ class Accounts:
             )
             if open_to_all:
                 log.warning(
-                    "SECURITY: the broker lets anonymous clients publish to %s: anyone who can reach it can "
+                    "SECURITY: the broker lets anonymous clients publish to %s/#: anyone who can reach it can "
                     "fake a printer's status or send it commands%s",
-                    self.topics.everything,
+                    self.topics.base,
                     "" if not require_auth else " (PRINTBRIDGE_REQUIRE_BROKER_AUTH is set)",
                 )
         if self.available:
@@ -139,14 +155,14 @@ class Accounts:
     def _differs(self) -> bool:
         synced = self.store.accounts.broker_tokens()
         if any(
-            r.archived_at is None and synced.get(r.id) != r.auth_token and self.permissions(r)
+            r.archived_at is None and synced.get(r.id) != r.auth_token and permissions(self.topics, r)
             for r in self.store.printers.values()
         ):
             return True
         if self.store.accounts.deleted_printer_ids():
             return True
-        wanted = self.store.accounts.get(dynsec.HA_ACCOUNT)
-        return wanted is not None and self.store.accounts.get(dynsec.synced_name(dynsec.HA_ACCOUNT)) != wanted
+        wanted = self.store.accounts.get(HA_ACCOUNT)
+        return wanted is not None and self.store.accounts.get(synced_name(HA_ACCOUNT)) != wanted
 
     async def reconcile(self) -> None:
         """Make the broker's accounts match the store: every live printer with its current token, none for
@@ -162,7 +178,7 @@ class Accounts:
             existing = set(data.get("clients") or [])
             synced = self.store.accounts.broker_tokens()
             for rec in list(self.store.printers.values()):
-                if rec.archived_at is not None or not self.permissions(rec):
+                if rec.archived_at is not None or not permissions(self.topics, rec):
                     continue
                 username = dynsec.printer_username(rec.id)
                 if synced.get(rec.id) == rec.auth_token and username in existing:
@@ -181,18 +197,18 @@ class Accounts:
                 self._retry_at = 0.0
 
     async def _ensure_ha(self, existing: set[str]) -> None:
-        wanted = self.store.accounts.get(dynsec.HA_ACCOUNT)
+        wanted = self.store.accounts.get(HA_ACCOUNT)
         if wanted is None:
             return
         username, password = wanted
-        if self.store.accounts.get(dynsec.synced_name(dynsec.HA_ACCOUNT)) == wanted and username in existing:
+        if self.store.accounts.get(synced_name(HA_ACCOUNT)) == wanted and username in existing:
             return
         if username in existing:
             ok = await self._apply([dynsec.build_set_password_command(username, password)], "Home Assistant")
         else:
             ok = await self._apply(dynsec.build_ha_account_commands(username, password, self.topics), "Home Assistant")
         if ok:
-            self.store.accounts.set(dynsec.synced_name(dynsec.HA_ACCOUNT), username, password)
+            self.store.accounts.set(synced_name(HA_ACCOUNT), username, password)
 
     def _set_synced(self, printer_id: int, token: str | None) -> None:
         try:
@@ -201,23 +217,10 @@ class Accounts:
             log.error("could not record the broker account of printer %d: %s", printer_id, exc)
 
     async def _provision(self, rec: PrinterRecord, *, exists: bool) -> None:
-        permissions = self.permissions(rec)
-        if not permissions:
+        allowed = permissions(self.topics, rec)
+        if not allowed:
             return
-        username = dynsec.printer_username(rec.id)
-        if exists:
-            commands = [
-                dynsec.build_set_password_command(username, rec.auth_token),
-                # disable + enable disconnects an agent still connected with the old password
-                dynsec.build_disable_client_command(username),
-                dynsec.build_enable_client_command(username),
-            ]
-        else:
-            # the set-password also covers an account left over from before ("already exists")
-            commands = [
-                *dynsec.build_create_printer_commands(rec.id, rec.auth_token, permissions),
-                dynsec.build_set_password_command(username, rec.auth_token),
-            ]
+        commands = dynsec.build_printer_account_commands(rec.id, rec.auth_token, allowed, exists=exists)
         if await self._apply(commands, f"printer {rec.id}"):
             self._set_synced(rec.id, rec.auth_token)
 
@@ -238,3 +241,58 @@ class Accounts:
             async with self._lock:
                 if await self._apply(dynsec.build_delete_printer_commands(rec.id), f"remove printer {rec.id}"):
                     self._set_synced(rec.id, None)
+
+
+class AccountsNow:
+    """The command line's account changes, made on the broker before the command returns.
+
+    Each method answers whether the broker took the change; when it did, the store records it (as the
+    bridge's `Accounts` does), so the running bridge has nothing left to do. When it did not (the broker is
+    away, has no dynamic-security plugin, or no admin login is known), nothing is recorded and the running
+    bridge's `reconcile()` makes the change when it sees the database move.
+    """
+
+    def __init__(self, url: MqttUrl, store: Store, topics: Topics, ca_file: Path | None = None) -> None:
+        self.url = broker_login(url, store)
+        self.store = store
+        self.topics = topics
+        self.ca_file = ca_file
+
+    def _apply(self, commands: list[dict[str, Any]]) -> bool:
+        if self.url.username is None:  # anonymous cannot administer the plugin
+            return False
+        results = call_dynsec(self.url, commands, ca_file=self.ca_file)
+        return results is not None and len(results) == len(commands) and not dynsec.failures(results)
+
+    def printer_created(self, rec: PrinterRecord) -> bool:
+        return self._printer_account(rec, exists=False)
+
+    def token_rotated(self, rec: PrinterRecord) -> bool:
+        return self._printer_account(rec, exists=True)
+
+    def _printer_account(self, rec: PrinterRecord, *, exists: bool) -> bool:
+        allowed = permissions(self.topics, rec)
+        if not allowed:
+            return True  # nothing to make on the broker: the dialect reaches the printer another way
+        commands = dynsec.build_printer_account_commands(rec.id, rec.auth_token, allowed, exists=exists)
+        if not self._apply(commands):
+            return False
+        self.store.accounts.set_broker_token(rec.id, rec.auth_token)
+        return True
+
+    def ha_account(self) -> bool:
+        """Make the Home Assistant account (if one was asked for) exist with its password."""
+        wanted = self.store.accounts.get(HA_ACCOUNT)
+        if wanted is None:
+            return False
+        if self.store.accounts.get(synced_name(HA_ACCOUNT)) == wanted:
+            return True
+        username, password = wanted
+        commands = [
+            *dynsec.build_ha_account_commands(username, password, self.topics),
+            dynsec.build_set_password_command(username, password),  # an account left from before
+        ]
+        if not self._apply(commands):
+            return False
+        self.store.accounts.set(synced_name(HA_ACCOUNT), username, password)
+        return True

@@ -38,7 +38,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Re
     """The ASGI app: the Litestar app behind the fast path for the two hottest reads
     (`bridge.http.fastpath`); `.app` is the Litestar app, and its attributes are reachable on the wrapper."""
     app = create_litestar_app(settings, clock)
-    return ReadFastPath(app, app.state.hot_reads)
+    bridge: Bridge = app.state.bridge
+    return ReadFastPath(app, app.state.hot_reads, bridge.catch_up)
 
 
 def _value(value: Any) -> Provide:

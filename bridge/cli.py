@@ -72,6 +72,18 @@ def _printer_doc(store: Any, rec: Any) -> dict[str, Any]:
     return msgspec.json.decode(encode_printer(rec))
 
 
+def _accounts_now(settings: Settings, store: Any) -> Any:
+    """Account changes made on the broker before the command returns (when the broker answers)."""
+    from bridge.accounts import AccountsNow
+    from bridge.mqtt.topics import Topics
+
+    return AccountsNow(settings.mqtt_url, store, Topics(settings.base_topic, settings.ha_prefix), settings.mqtt_ca)
+
+
+def _left_to_serve(what: str) -> None:
+    _err(f"the broker did not answer: a running `printbridge serve` {what} (otherwise its next start does)")
+
+
 def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
     from bridge.http.validation import InvalidInput, parse_printer_body
     from bridge.mqtt.dynsec import printer_username
@@ -95,6 +107,7 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
         _err(str(exc))
         return 2
     rec = asyncio.run(PrinterService(store).create(owner, fields))
+    on_broker = _accounts_now(settings, store).printer_created(rec)
     doc = _printer_doc(store, rec)
     if bambu is not None:  # the bridge connects to the printer: it has no account on the bridge's broker
         doc["bambu"] = {k: v for k, v in rec.dialect_config.items() if k in ("host", "serial", "port")}
@@ -107,7 +120,8 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
         "base_topic": settings.base_topic,
     }
     _out(doc)
-    _err("a running `printbridge serve` creates this printer's broker account within a few seconds")
+    if not on_broker:
+        _left_to_serve("creates this printer's broker account")
     return 0
 
 
@@ -153,7 +167,10 @@ def cmd_printer_token(settings: Settings, args: argparse.Namespace) -> int:
         _err(f"no printer {args.id}")
         return 1
     token = asyncio.run(PrinterService(store).rotate_token(rec))
+    on_broker = rec.archived_at is not None or _accounts_now(settings, store).token_rotated(rec)
     _out({"id": rec.id, "auth_token": token})
+    if not on_broker:
+        _left_to_serve("gives this printer's broker account the new password")
     return 0
 
 
@@ -163,8 +180,10 @@ def cmd_ha_account(settings: Settings, args: argparse.Namespace) -> int:
     if account is None:
         account = (HA_ACCOUNT, secrets.token_urlsafe(24))
         store.accounts.set(HA_ACCOUNT, *account)
-        _err("created; a running `printbridge serve` adds it to the broker within a few seconds")
+    on_broker = _accounts_now(settings, store).ha_account()
     _out({"username": account[0], "password": account[1]})
+    if not on_broker:
+        _left_to_serve("adds this account to the broker")
     return 0
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bridge.accounts import Accounts
+from bridge.accounts import Accounts, broker_login
 from bridge.actions import Actions
 from bridge.commands import Abort, Commands
 from bridge.config import Settings
@@ -27,7 +26,7 @@ from bridge.discovery_mode import switch_discovery_mode
 from bridge.domain.models import PrinterRecord
 from bridge.inbound import Inbound
 from bridge.ingest import Ingest
-from bridge.mqtt.dynsec import BRIDGE_ACCOUNT, RESPONSE_TOPIC
+from bridge.mqtt.dynsec import RESPONSE_TOPIC
 from bridge.mqtt.link import Incoming, MqttLink
 from bridge.mqtt.outputs import Outputs
 from bridge.mqtt.topics import Topics
@@ -46,13 +45,8 @@ class Bridge:
         self.clock = clock
         self.topics = Topics(settings.base_topic, settings.ha_prefix)
         self.store = Store(settings.db_path, clock)
-        url = settings.mqtt_url
-        if url.username is None:
-            stored = self.store.accounts.get(BRIDGE_ACCOUNT)
-            if stored is not None:
-                url = dataclasses.replace(url, username=stored[0], password=stored[1])
         self.link = MqttLink(
-            url,
+            broker_login(settings.mqtt_url, self.store),
             protocol=settings.mqtt_protocol,
             will_topic=self.topics.bridge_state,
             subscriptions=[*self.topics.subscriptions(), RESPONSE_TOPIC],
@@ -71,15 +65,19 @@ class Bridge:
         self.detector = Detector(self.store, self.outputs, clock)
         self.actions = Actions(self.store, self.commands, self.outputs, clock)
         self.detector.bind(lambda rec: self.actions.command(rec, "pause", "system"))
-        self.accounts = Accounts(
-            self.link, self.store, self.topics, lambda rec: self.dialect_of(rec).broker_permissions(self.topics, rec.id)
-        )
+        self.accounts = Accounts(self.link, self.store, self.topics)
         self.upkeep = PrinterUpkeep(self.outputs, self.accounts, self.dialect_of)
         self.printers = PrinterService(self.store, self.upkeep)
         self.remote_actions = RemoteActions(self.actions, self.link, self.topics)
         self.ingest = Ingest(self.store, self.outputs, self.commands, self.detector, clock)
         self.inbound = Inbound(
-            self.store, self.topics, self.dialects, self.ingest, self.remote_actions.handle, self._ha_online
+            self.store,
+            self.topics,
+            self.dialects,
+            self.ingest,
+            self.remote_actions.handle,
+            self._ha_online,
+            self.catch_up,
         )
         self.periodic = [
             Periodic(settings.flush_interval_s, self.flush),
@@ -175,14 +173,22 @@ class Bridge:
         for rec in self.store.printers.mark_stale(self.clock() - self.settings.status_ttl_s):
             self.outputs.printer_changed(rec)
 
-    async def reconcile(self) -> None:
-        """Printers created, changed or deleted by another process (the CLI) are picked up here, and so are
-        broker accounts still to be made (the CLI's `ha-account`, a change the broker did not take)."""
+    def catch_up(self) -> bool:
+        """Take in what another process (the CLI) committed since the last look: printers created, changed
+        or deleted, tokens replaced. Asked before every HTTP request (`bridge.http.fastpath`), for a message
+        from a printer not loaded, and every reconcile tick; one `PRAGMA data_version` when nothing changed.
+        Whether anything had; the broker accounts it calls for are made in the background."""
         changes = self.store.reload_if_changed()
-        if changes is not None:
-            self.upkeep.take_in(changes)
-        # Another process wrote (a printer, a token, the Home Assistant account), or a change failed earlier.
-        if changes is not None or self.accounts.due():
+        if changes is None:
+            return False
+        self.upkeep.take_in(changes)
+        self._in_background(self.accounts.reconcile())
+        return True
+
+    async def reconcile(self) -> None:
+        """Every second: outside changes no request or message has taken in yet (a CLI command the broker
+        did not answer leaves its account change to them), and account changes the broker refused earlier."""
+        if not self.catch_up() and self.accounts.due():
             await self.accounts.reconcile()
 
     # -- MQTT callbacks ----------------------------------------------------------------------------------
@@ -200,7 +206,11 @@ class Bridge:
         await self.outputs.publish_all(printers)
         for dialect in self.dialects:
             dialect.connected()
-        task = asyncio.get_running_loop().create_task(self.accounts.on_connect(self.settings.require_broker_auth))
+        self._in_background(self.accounts.on_connect(self.settings.require_broker_auth))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Account upkeep: not awaited by its caller, cancelled when the bridge stops."""
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

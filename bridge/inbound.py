@@ -28,6 +28,7 @@ class Inbound:
     ingest: Ingest
     on_action: Callable[[PrinterRecord, str, bytes], None]
     on_ha_online: Callable[[], None]
+    catch_up: Callable[[], bool]  # takes in what another process committed; True when anything had changed
     drops: DropLog = field(default_factory=DropLog)
     handled: int = 0  # messages used (not dropped)
 
@@ -51,6 +52,8 @@ class Inbound:
             self.drops.drop(msg.topic, "not a topic the bridge consumes")
             return
         rec = self.store.printers.get(parsed.printer_id)
+        if (rec is None or rec.archived_at is not None) and self.catch_up():
+            rec = self.store.printers.get(parsed.printer_id)  # created or unarchived by the CLI a moment ago
         if rec is None or rec.archived_at is not None:
             if msg.payload or not self.dialects.clears_silently(parsed.leaf):
                 self.drops.drop(msg.topic, "unknown, deleted or archived printer")

@@ -8,16 +8,23 @@ here with the same bytes and headers; anything else -- a missing or bad token, a
 bad parameter, any other method or path -- goes to the Litestar app
 untouched, so every error is produced in one place. `tests/integration/test_fastpath.py` checks that both
 paths answer byte for byte the same.
+
+As the app's front door it also does what every request needs first: it takes in what another process
+(the CLI) committed (`Bridge.catch_up`, one `PRAGMA data_version` when nothing did), so a request that
+starts after a command returned sees its effect on either path; and it gives an OPTIONS answer the `Allow`
+header Litestar 2 gets wrong (`bridge.http.allow`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from litestar import Litestar
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
 
+from bridge.http.allow import AllowedMethods
 from bridge.http.auth import token_from_scope_headers
 from bridge.http.deps import HotReads
 from bridge.http.validation import InvalidInput, parse_bool_param
@@ -42,15 +49,23 @@ def _with_archived(query: bytes) -> bool | None:
 
 
 class ReadFastPath:
-    def __init__(self, app: Litestar, hot: HotReads) -> None:
+    def __init__(self, app: Litestar, hot: HotReads, catch_up: Callable[[], object]) -> None:
+        """`catch_up()`: take in what another process committed (`Bridge.catch_up`)."""
         self.app = app
         self.hot = hot
+        self.catch_up = catch_up
+        self.allowed = AllowedMethods(app)
 
     def __getattr__(self, name: str) -> Any:  # the wrapped app's attributes (state, routes...) stay reachable
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and cast(HTTPScope, scope)["method"] == "GET":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.catch_up()
+        method = cast(HTTPScope, scope)["method"]
+        if method == "GET":
             chunks = self._answer(cast(HTTPScope, scope))
             if chunks is not None:
                 start: HTTPResponseStartEvent = {
@@ -64,6 +79,8 @@ class ReadFastPath:
                     body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": chunk, "more_body": n < last}
                     await send(body)
                 return
+        elif method == "OPTIONS":
+            send = self.allowed.sender(scope, send)
         await self.app(scope, receive, send)
 
     def _answer(self, scope: HTTPScope) -> list[bytes] | None:

@@ -7,6 +7,7 @@ denied (reason code 135); with 3.1.1 a denied publish is silently dropped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -15,6 +16,15 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.mqtt.tls import broker_context
 from bridge.mqtt.url import MqttUrl
+
+
+def loop_until(client: paho.Client, done: Callable[[], bool], deadline: float) -> bool:
+    """Run paho's loop in short steps until `done()` or the monotonic `deadline`, or the connection fails;
+    whether `done()`."""
+    while not done() and time.monotonic() < deadline:
+        if client.loop(timeout=0.05) != paho.MQTT_ERR_SUCCESS:
+            break
+    return done()
 
 
 def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0, ca_file: Path | None = None) -> bool | None:
@@ -35,11 +45,7 @@ def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0, ca_fil
         result["publish"] = not rc.is_failure
 
     def run_until(key: str) -> bool:
-        deadline = time.monotonic() + timeout
-        while key not in result and time.monotonic() < deadline:
-            if client.loop(timeout=0.05) != paho.MQTT_ERR_SUCCESS:
-                break
-        return key in result
+        return loop_until(client, lambda: key in result, time.monotonic() + timeout)
 
     client.on_connect = on_connect
     client.on_publish = on_publish

@@ -126,7 +126,10 @@ def build_initial_config(bridge_username: str, bridge_password: str) -> bytes:
     return msgspec.json.format(msgspec.json.encode(config), indent=2) + b"\n"
 
 
-def build_printer_role_acls(permissions: Sequence[tuple[str, str]]) -> list[dict[str, object]]:
+Permission = tuple[str, str]  # ("publish" | "subscribe", exact topic): bridge.dialects.base.BrokerPermission
+
+
+def build_printer_role_acls(permissions: Sequence[Permission]) -> list[dict[str, object]]:
     """A printer's role from what its dialect says it may do: `("publish", topic)` allows publishing to
     exactly `topic`, `("subscribe", topic)` subscribing to exactly `topic` (docs/mqtt.md, "Accounts")."""
     kinds = {"publish": PUBLISH_SEND, "subscribe": SUBSCRIBE_LITERAL}
@@ -134,7 +137,7 @@ def build_printer_role_acls(permissions: Sequence[tuple[str, str]]) -> list[dict
 
 
 def build_create_printer_commands(
-    printer_id: int, password: str, permissions: Sequence[tuple[str, str]]
+    printer_id: int, password: str, permissions: Sequence[Permission]
 ) -> list[dict[str, object]]:
     rolename = printer_rolename(printer_id)
     return [
@@ -145,6 +148,25 @@ def build_create_printer_commands(
             "password": password,
             "roles": [{"rolename": rolename}],
         },
+    ]
+
+
+def build_printer_account_commands(
+    printer_id: int, password: str, permissions: Sequence[Permission], *, exists: bool
+) -> list[dict[str, object]]:
+    """Give `printer-{id}` this password: a new account, or (exists) a new password for the existing one."""
+    username = printer_username(printer_id)
+    if exists:
+        return [
+            build_set_password_command(username, password),
+            # disable + enable disconnects an agent still connected with the old password
+            build_disable_client_command(username),
+            build_enable_client_command(username),
+        ]
+    # the set-password also covers an account left over from before ("already exists")
+    return [
+        *build_create_printer_commands(printer_id, password, permissions),
+        build_set_password_command(username, password),
     ]
 
 
@@ -198,6 +220,18 @@ def build_list_clients_command() -> dict[str, object]:
 
 def encode_request(commands: list[dict[str, object]]) -> bytes:
     return msgspec.json.encode({"commands": commands})
+
+
+def failures(results: list[CommandResult]) -> list[CommandResult]:
+    """The answers that are real failures: a create of what exists already, or a delete of what is gone
+    already, leaves the broker as it was asked to be."""
+    return [
+        r
+        for r in results
+        if r.error
+        and "already exists" not in r.error.lower()
+        and not (r.command in ("deleteClient", "deleteRole") and "not found" in r.error.lower())
+    ]
 
 
 def parse_response(payload: bytes) -> list[CommandResult]:

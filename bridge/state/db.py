@@ -81,10 +81,6 @@ class Database:
         self._data_version = version
         return True
 
-    def seen_own_writes(self) -> None:
-        """Writes of this connection do not move data_version; call after one to keep the mark current."""
-        self._data_version = self.data_version()
-
     # -- facts about the bridge -----------------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:

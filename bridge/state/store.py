@@ -44,7 +44,10 @@ class Store:
 
     def reload_if_changed(self) -> ExternalChanges | None:
         """Pick up what another process (the CLI) wrote: printers created, changed or deleted, tokens
-        replaced. None when no other process wrote since the last call."""
+        replaced. None when no other process wrote since the last call: `PRAGMA data_version` moves only
+        when another connection commits (our own writes never move it, so none of them may reset the mark:
+        that would swallow a commit made elsewhere since the last look). That answer costs about 3 us, so
+        the bridge asks before every request (bench/RESULTS.md)."""
         if not self.database.changed_elsewhere():
             return None
         self.users.forget_tokens()

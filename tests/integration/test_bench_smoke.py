@@ -1,7 +1,7 @@
 """Smoke runs of the benchmarks (bench/): each script, with tiny parameters, runs to its end, prints a
 table and a RESULT line. Nothing is asserted about the figures: `make bench` measures them.
 
-The seven scripts run at the same time (each starts its own Mosquitto and servers on free ports), once
+The eight scripts run at the same time (each starts its own Mosquitto and servers on free ports), once
 per module, so that together they add only a few seconds to the suite.
 """
 
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SMOKE_ARGS = {
     "http_list": ["--printers", "3", "--duration", "1", "--rounds", "1", "--servers", "uvicorn"],
     "http_single": ["--printers", "3", "--duration", "1", "--rounds", "1", "--servers", "uvicorn"],
+    "change_check": ["--printers", "3", "--calls", "200", "--rounds", "1", "--duration", "1"],
     "ingest": ["--printers", "20", "--rounds", "5", "--publishers", "1", "--trials", "1"],
     "freshness": ["--printers", "20", "--seconds", "4", "--publishers", "1"],
     "actions": ["--printers", "5", "--sequential", "20", "--duration", "1"],

@@ -90,7 +90,10 @@ class BridgeEnv:
         return {"Authorization": f"Bearer {token or self.token}"}
 
     def add_user(self, name: str) -> tuple[int, str]:
-        return self.bridge.store.users.add(name)
+        """On the bridge's own thread: the store's connection is the bridge's, and a write from the test's
+        thread could meet one of the bridge's in the middle of its transaction."""
+        users = self.bridge.store.users
+        return self.client.blocking_portal.call(users.add, name)
 
     async def create_printer(self, name: str = "Prusa", token: str | None = None, **fields: Any) -> dict[str, Any]:
         resp = await self.client.post("/api/v1/printers/", json={"name": name, **fields}, headers=self.auth(token))
@@ -152,7 +155,7 @@ async def running_bridge(
             env.user_id, env.token = env.add_user("alice")
         else:
             env.user_id = env.bridge.store.users.id_of("alice") or 0
-            env.token = env.bridge.store.users.rotate_token("alice") or ""
+            env.token = env.client.blocking_portal.call(env.bridge.store.users.rotate_token, "alice") or ""
         try:
             yield env
         finally:

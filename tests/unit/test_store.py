@@ -250,6 +250,25 @@ def test_reload_if_changed_sees_another_process(store: Store) -> None:
     assert store.reload_if_changed() is None
 
 
+def test_own_write_after_another_commit_does_not_hide_that_commit(store: Store) -> None:
+    """Two real connections: the CLI commits a printer, then the bridge writes its own, then the bridge looks
+    for outside changes: the CLI's printer is loaded (a write of ours once reset the change marker)."""
+    uid, _ = store.users.add("alice")
+    assert store.reload_if_changed() is None
+    cli = Store(store.path)
+    try:
+        cli.load()
+        from_cli = cli.printers.create(uid, "From the CLI")
+    finally:
+        cli.close()
+    ours = store.printers.create(uid, "From REST")
+    changes = store.reload_if_changed()
+    assert changes is not None
+    assert [r.id for r in changes.added] == [from_cli.id]
+    assert sorted(store.printers) == sorted([from_cli.id, ours.id])
+    assert store.reload_if_changed() is None
+
+
 # -- the coalesced flush ------------------------------------------------------------------------------
 
 
