@@ -36,6 +36,8 @@ class LanClient:
         self.client.tls_set_context(printer_context(serial, setup.vendor_ca.cert_pem, pinned=False))
         self.client.on_connect = lambda c, u, f, rc, p: self.rc.put(int(rc.value))
         self.client.on_message = lambda c, u, m: self.reports.put(json.loads(m.payload))
+        self.subscribed: queue.Queue[bool] = queue.Queue()
+        self.client.on_subscribe = lambda *_: self.subscribed.put(True)
         self.client.connect("127.0.0.1", ident.tls_port)
         self.client.loop_start()
 
@@ -77,6 +79,7 @@ def test_pushall_then_deltas_then_commands(setup: BambuSetup) -> None:
     try:
         assert lan.rc.get(timeout=5) == 0
         lan.client.subscribe(f"device/{SERIAL}/report")
+        lan.subscribed.get(timeout=5)  # a report published before the SUBACK would not reach us
         lan.request({"pushing": {"sequence_id": "1", "command": "pushall", "version": 1, "push_target": 1}})
         full = lan.next()["print"]
         assert full["command"] == "push_status" and full["gcode_state"] == "IDLE" and "ams" in full
