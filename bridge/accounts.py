@@ -1,4 +1,4 @@
-"""Broker accounts kept in step with the printers (SPEC 8), through Mosquitto's dynamic-security plugin.
+"""Broker accounts kept in step with the printers (docs/mqtt.md, Accounts), through Mosquitto's dynamic-security plugin.
 
 The bridge is the plugin's admin: it creates `printer-{id}` with the printer's auth token as password and
 a role allowing exactly that printer's topics, changes the password when the token is rotated, and

@@ -21,6 +21,8 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from bridge import __version__
 from bridge.config import Settings
 from bridge.core import Bridge
+from bridge.domain.agent_config import AgentConfig, build_agent_config
+from bridge.domain.models import PrinterRecord
 from bridge.http.auth import user_id_provider
 from bridge.http.deps import HotReads
 from bridge.http.errors import EXCEPTION_HANDLERS
@@ -30,6 +32,7 @@ from bridge.http.openapi import document_error_responses
 from bridge.http.printers import PrinterController
 from bridge.http.readmodel import ReadModel
 from bridge.http.schemas import Health
+from bridge.mqtt.dynsec import printer_username
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -54,6 +57,14 @@ def create_litestar_app(settings: Settings, clock: Callable[[], float] = time.ti
     views = ReadModel(bridge.store.printers)
     hot = HotReads(bridge.store.users, bridge.printers, views)
 
+    def agent_configs(rec: PrinterRecord) -> AgentConfig:
+        return build_agent_config(
+            rec,
+            username=printer_username(rec.id),
+            broker_url=settings.agent_mqtt_url,
+            base_topic=settings.base_topic,
+        )
+
     def check_health() -> Health:
         return Health(
             mqtt="connected" if bridge.mqtt_connected else "disconnected",
@@ -75,6 +86,7 @@ def create_litestar_app(settings: Settings, clock: Callable[[], float] = time.ti
             "actions": _value(bridge.actions),
             "views": _value(views),
             "check_health": _value(check_health),
+            "agent_configs": _value(agent_configs),
             "user_id": Provide(user_id_provider(bridge.store.users)),
         },
         exception_handlers=EXCEPTION_HANDLERS,

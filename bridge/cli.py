@@ -85,6 +85,7 @@ def _left_to_serve(what: str) -> None:
 
 
 def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.domain.agent_config import build_agent_config
     from bridge.http.validation import InvalidInput, parse_printer_body
     from bridge.mqtt.dynsec import printer_username
 
@@ -109,16 +110,18 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
     rec = asyncio.run(PrinterService(store).create(owner, fields))
     on_broker = _accounts_now(settings, store).printer_created(rec)
     doc = _printer_doc(store, rec)
+    username = printer_username(rec.id)
+    config = build_agent_config(
+        rec, username=username, broker_url=settings.agent_mqtt_url, base_topic=settings.base_topic
+    )
     if bambu is not None:  # the bridge connects to the printer: it has no account on the bridge's broker
         doc["bambu"] = {k: v for k, v in rec.dialect_config.items() if k in ("host", "serial", "port")}
+        doc["agent_config"] = config
         _out(doc)
         _err("a running `printbridge serve` connects to this printer within a few seconds")
         return 0
-    doc["mqtt"] = {
-        "username": printer_username(rec.id),
-        "password": rec.auth_token,
-        "base_topic": settings.base_topic,
-    }
+    doc["mqtt"] = {"username": username, "password": rec.auth_token, "base_topic": settings.base_topic}
+    doc["agent_config"] = config
     _out(doc)
     if not on_broker:
         _left_to_serve("creates this printer's broker account")

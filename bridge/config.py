@@ -35,6 +35,13 @@ def parse_bool(text: str) -> bool:
     raise ValueError("expected true/false, 1/0 or yes/no")
 
 
+def _public_mqtt_url(text: str) -> MqttUrl:
+    url = MqttUrl.parse(text)
+    if url.username is not None or url.password is not None:
+        raise ValueError("expected no user:password@ (each agent logs in with its own account)")
+    return url
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or value != value or value == float("inf"):
@@ -136,6 +143,13 @@ _OPTIONS = (
         "refuse a broker that lets anonymous clients publish",
     ),
     _Option("mqtt_protocol", "PRINTBRIDGE_MQTT_PROTOCOL", "--mqtt-protocol", _protocol, "3.1.1 or 5"),
+    _Option(
+        "public_mqtt_url",
+        "PRINTBRIDGE_PUBLIC_MQTT_URL",
+        "--public-mqtt-url",
+        _public_mqtt_url,
+        "broker URL given to printer agents",
+    ),
 )
 
 
@@ -156,6 +170,8 @@ class Settings:
     # 3.1.1 is the default: printbridge absorbed ~15,400 status msg/s with it against ~13,000 with MQTT 5
     # (bench/RESULTS.md, `bench.ingest --protocol`), and cmd_id in the payload correlates acks on either.
     mqtt_protocol: str = "3.1.1"
+    # None: the bridge's own broker URL without credentials (docs/rest.md, agent_config), see `agent_mqtt_url`.
+    public_mqtt_url: MqttUrl | None = None
     # Not user settings: how often coalesced status writes are flushed and stale statuses swept.
     flush_interval_s: float = 0.05
     sweep_interval_s: float = 1.0
@@ -163,6 +179,11 @@ class Settings:
     # The longest wait between two attempts to reach a printer the bridge connects to (a Bambu printer that
     # is switched off costs one connection attempt per this long).
     reconnect_cap_s: float = 30.0
+
+    @property
+    def agent_mqtt_url(self) -> str:
+        """The broker URL printer agents are told to use (PRINTBRIDGE_PUBLIC_MQTT_URL)."""
+        return (self.public_mqtt_url or self.mqtt_url).without_credentials()
 
     def check(self) -> Settings:
         if self.ha_prefix == self.base_topic:
@@ -192,7 +213,7 @@ def load_settings(environ: Mapping[str, str] | None = None, flags: Mapping[str, 
         try:
             values[opt.attr] = opt.parse(raw)
         except ValueError as exc:
-            shown = _PASSWORD_IN_URL.sub(r"\1***@", raw) if opt.attr == "mqtt_url" else raw
+            shown = _PASSWORD_IN_URL.sub(r"\1***@", raw) if opt.attr in ("mqtt_url", "public_mqtt_url") else raw
             raise ConfigError(f"{source}: invalid value {shown!r}: {exc}") from None
     settings = Settings(**values)
     try:
@@ -209,5 +230,9 @@ def describe() -> list[tuple[str, str, str]]:
     for opt in _OPTIONS:
         assert opt.attr in names
         default = getattr(defaults, opt.attr)
-        rows.append((opt.env, str(default.redacted() if isinstance(default, MqttUrl) else default), opt.help))
+        if opt.attr == "public_mqtt_url":
+            shown = "the broker URL without credentials"
+        else:
+            shown = str(default.redacted() if isinstance(default, MqttUrl) else default)
+        rows.append((opt.env, shown, opt.help))
     return rows

@@ -63,7 +63,7 @@ class PrintEvent(msgspec.Struct):
 class StatusMessage(msgspec.Struct, omit_defaults=True):
     current_print_ts: int | None = None
     status: AgentStatus | None = None
-    settings: AgentSettings | dict[str, Any] | None = None
+    settings: AgentSettings | None = None
     event: PrintEvent | None = None
 
 

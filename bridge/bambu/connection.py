@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from bridge.bambu.protocol import (
-    USERNAME,
     encode_print_command,
     encode_pushall,
     judge_reply,
@@ -43,6 +42,7 @@ from bridge.bambu.report import (
     to_update,
 )
 from bridge.bambu.trust import BambuTarget, CertificateRefused, trusted_context
+from bridge.domain.bambu_setup import USERNAME
 from bridge.domain.inputs import Availability, CommandReply, Input, SignOfLife
 from bridge.mqtt.droplog import DropLog
 from bridge.mqtt.link import Incoming

@@ -16,8 +16,6 @@ from bridge.bambu.report import ACTIVE_STATES, Reply
 
 REPORT_TOPIC = "device/{serial}/report"
 REQUEST_TOPIC = "device/{serial}/request"
-USERNAME = "bblp"
-DEFAULT_PORT = 8883
 
 # The bridge's command → the printer's `print.command`.
 PRINT_COMMANDS = {"pause": "pause", "resume": "resume", "cancel": "stop"}

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.bambu.connection import BambuConnections, NotReachable
-from bridge.bambu.protocol import DEFAULT_PORT, confirmed, not_confirmed, refusal
+from bridge.bambu.protocol import confirmed, not_confirmed, refusal
 from bridge.bambu.trust import BambuTarget
 from bridge.dialects.base import (
     CommandNotSent,
@@ -26,6 +26,7 @@ from bridge.dialects.base import (
     DialectConfigError,
     DialectContext,
 )
+from bridge.domain.bambu_setup import DEFAULT_PORT
 from bridge.domain.inputs import Input
 from bridge.domain.models import PrinterRecord
 from bridge.mqtt.tls import CertificateProblem, check_ca_pem

@@ -12,9 +12,10 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
 from bridge.actions import ActionOutcome
+from bridge.domain.agent_config import AgentConfig
 from bridge.domain.models import PrinterRecord, visible_to
 from bridge.http.auth import authenticate
-from bridge.http.deps import ActionsDep, HotReads, PrintersDep, UserId, ViewsDep
+from bridge.http.deps import ActionsDep, AgentConfigsDep, HotReads, PrintersDep, UserId, ViewsDep
 from bridge.http.errors import NotFound
 from bridge.http.openapi import CreatePrinterOperation, ReadPrinterOperation, UpdatePrinterOperation
 from bridge.http.readmodel import ReadModel
@@ -188,6 +189,18 @@ class PrinterController(Controller):
         rec = _visible(printers, user_id, printer_id, request)
         await printers.rotate_token(rec)
         return json_response(views.printer_json(rec))
+
+    @get("/{printer_id:int}/agent_config", summary="What the printer's agent needs to connect")
+    async def agent_config(
+        self,
+        printers: PrintersDep,
+        agent_configs: AgentConfigsDep,
+        user_id: UserId,
+        request: Request[Any, Any, Any],
+        printer_id: PrinterId,
+    ) -> AgentConfig:
+        rec = _visible(printers, user_id, printer_id, request)
+        return json_response(_encoder.encode(agent_configs(rec)))
 
     @get("/{printer_id:int}/pic", summary="The latest snapshot", media_type="image/jpeg")
     async def pic(

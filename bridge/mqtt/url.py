@@ -38,4 +38,12 @@ class MqttUrl:
 
     def redacted(self) -> str:
         user = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self._netloc()}"
+
+    def without_credentials(self) -> str:
+        """`mqtt://host:port`: the address alone, as it is given to printer agents."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self._netloc()}"
+
+    def _netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"

@@ -114,6 +114,13 @@ async def test_status_and_print_lifecycle_in_rest_and_home_assistant(benv: Bridg
         "bed": {"actual": 25.0, "target": 0.0},
     }
     assert CODE not in json.dumps(body)
+    resp = await env.client.get(f"/api/v1/printers/{pid}/agent_config/", headers=env.auth())
+    assert resp.status_code == 200, resp.text
+    config = resp.json()
+    port = printer.identity(SERIAL).tls_port
+    assert config["dialect"] == "bambu" and config["printer_id"] == pid
+    assert config["broker"] == {"url": f"mqtts://127.0.0.1:{port}", "username": "bblp", "password": ""}
+    assert "LAN mode" in config["snippet"] and SERIAL in config["snippet"] and CODE not in resp.text
     sim = printer.printer(SERIAL)
     async with watching(env, env.topics.state(pid), env.topics.event(pid)) as w:
         sim.start_print("benchy")
@@ -358,6 +365,7 @@ async def test_cli_adds_a_bambu_printer_that_the_running_bridge_connects_to(
     doc = json.loads(result.stdout)
     assert doc["dialect"] == "bambu" and doc["bambu"] == {"host": "127.0.0.1", "serial": SERIAL, "port": int(port)}
     assert "mqtt" not in doc and CODE not in result.stdout + result.stderr
+    assert doc["agent_config"]["broker"]["url"] == f"mqtts://127.0.0.1:{port}"
     await until_state(env, doc["id"], "Operational")  # picked up by the running bridge, no restart
     wrong = await asyncio.to_thread(
         subprocess.run,

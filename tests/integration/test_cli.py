@@ -77,16 +77,42 @@ async def test_user_token_rotates_and_the_old_token_stops_working(broker: Broker
 
 
 def test_printer_add_list_and_token(tmp_path: Path) -> None:
-    env = cli_env(tmp_path / "pb.db", PRINTBRIDGE_BASE_TOPIC="shop/floor1")
+    env = cli_env(
+        tmp_path / "pb.db",
+        PRINTBRIDGE_BASE_TOPIC="shop/floor1",
+        PRINTBRIDGE_MQTT_URL="mqtt://bridge:secret@127.0.0.1:1884",
+    )
     alice = ok(env, "user", "add", "alice")
     ok(env, "user", "add", "bob")
     printer = ok(env, "printer", "add", "--owner", "alice", "--name", "Prusa MK4")
-    assert set(printer) == PRINTER_FIELDS | {"mqtt"}
+    assert set(printer) == PRINTER_FIELDS | {"mqtt", "agent_config"}
     assert printer["mqtt"] == {
         "username": f"printer-{printer['id']}",
         "password": printer["auth_token"],
         "base_topic": "shop/floor1",
     }
+    config = printer["agent_config"]
+    assert {k: v for k, v in config.items() if k != "snippet"} == {
+        "dialect": "printbridge",
+        "broker": {
+            "url": "mqtt://127.0.0.1:1884",
+            "username": f"printer-{printer['id']}",
+            "password": printer["auth_token"],
+        },
+        "base_topic": "shop/floor1",
+        "printer_id": printer["id"],
+    }
+    assert f"printer_id: {printer['id']}" in config["snippet"]
+    public = ok(
+        {**env, "PRINTBRIDGE_PUBLIC_MQTT_URL": "mqtts://printers.example:8883"},
+        "printer",
+        "add",
+        "--owner",
+        "alice",
+        "--name",
+        "LAN",
+    )
+    assert public["agent_config"]["broker"]["url"] == "mqtts://printers.example:8883"
     assert printer["name"] == "Prusa MK4" and printer["created_at"].endswith("Z")
     expected_defaults = {
         "action_on_failure": "PAUSE",
@@ -116,11 +142,11 @@ def test_printer_add_list_and_token(tmp_path: Path) -> None:
     assert empty_name.returncode != 0 and empty_name.stdout == ""
 
     everything = ok(env, "printer", "list")
-    assert [p["id"] for p in everything] == [printer["id"], bobs["id"]]
+    assert [p["id"] for p in everything] == [printer["id"], public["id"], bobs["id"]]
     assert all(set(p) == PRINTER_FIELDS for p in everything)
-    listed = {k: v for k, v in printer.items() if k != "mqtt"}
+    listed = {k: v for k, v in printer.items() if k not in ("mqtt", "agent_config")}
     assert everything[0] == listed
-    assert [p["id"] for p in ok(env, "printer", "list", "--owner", "alice")] == [printer["id"]]
+    assert [p["id"] for p in ok(env, "printer", "list", "--owner", "alice")] == [printer["id"], public["id"]]
     assert [p["id"] for p in ok(env, "printer", "list", "--owner", "bob")] == [bobs["id"]]
     unknown_owner = run(env, "printer", "list", "--owner", "nobody")
     assert unknown_owner.returncode == 1 and unknown_owner.stdout == ""
@@ -128,7 +154,7 @@ def test_printer_add_list_and_token(tmp_path: Path) -> None:
     new = ok(env, "printer", "token", str(printer["id"]))
     assert set(new) == {"id", "auth_token"}
     assert new["id"] == printer["id"] and new["auth_token"] != printer["auth_token"]
-    [after] = ok(env, "printer", "list", "--owner", "alice")
+    after, _ = ok(env, "printer", "list", "--owner", "alice")
     assert after["auth_token"] == new["auth_token"]
     missing = run(env, "printer", "token", "999999")
     assert missing.returncode == 1 and missing.stdout == ""

@@ -250,9 +250,9 @@ def agent_message(
         agent=AgentIdentity(name="octoprint_obico", version="2.6.1") if settings is True else None,
         event=event,
     )
-    if isinstance(settings, dict):
-        built.settings = settings
     if not include_status:
         built.status = None
     message: dict[str, Any] = msgspec.to_builtins(built)
+    if isinstance(settings, dict):
+        message["settings"] = settings
     return message

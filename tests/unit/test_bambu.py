@@ -275,7 +275,7 @@ def test_pushall_at_most_every_five_minutes_per_printer() -> None:
 
 
 def test_setup_text_says_what_to_enable_and_never_the_code() -> None:
-    from bridge.bambu.setup import broker_url, build_setup_text
+    from bridge.domain.bambu_setup import broker_url, build_setup_text
 
     text = build_setup_text("192.168.1.50", "01P00A000000001", 8883)
     assert "LAN mode" in text and "access code" in text

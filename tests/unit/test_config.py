@@ -57,6 +57,7 @@ def test_describe_lists_every_variable_of_the_spec() -> None:
         "PRINTBRIDGE_HA_DISCOVERY_MODE",
         "PRINTBRIDGE_REQUIRE_BROKER_AUTH",
         "PRINTBRIDGE_MQTT_PROTOCOL",
+        "PRINTBRIDGE_PUBLIC_MQTT_URL",
     ]
 
 
@@ -294,3 +295,21 @@ def test_cli_bad_flag_value_exits_2_naming_the_flag(tmp_path: Path) -> None:
     result = run_cli(tmp_path, ["serve", "--status-ttl-s", "-5"])
     assert result.returncode == 2, result
     assert "--status-ttl-s" in result.stderr
+
+
+def test_public_mqtt_url_defaults_to_the_brokers_without_credentials() -> None:
+    assert load().agent_mqtt_url == "mqtt://127.0.0.1:1883"
+    assert load(PRINTBRIDGE_MQTT_URL="mqtts://bridge:pw@10.0.0.2:9883").agent_mqtt_url == "mqtts://10.0.0.2:9883"
+    assert load(PRINTBRIDGE_MQTT_URL="mqtt://[::1]:1884").agent_mqtt_url == "mqtt://[::1]:1884"
+    s = load(PRINTBRIDGE_MQTT_URL="mqtt://u:p@127.0.0.1", PRINTBRIDGE_PUBLIC_MQTT_URL="mqtts://printers.lan")
+    assert s.agent_mqtt_url == "mqtts://printers.lan:8883"
+
+
+@pytest.mark.parametrize("url", ["", "printers.lan", "http://printers.lan", "mqtt://printers.lan/x", "mqtt://u@h"])
+def test_public_mqtt_url_invalid(url: str) -> None:
+    refused("PRINTBRIDGE_PUBLIC_MQTT_URL", url)
+
+
+def test_public_mqtt_url_refuses_credentials_without_echoing_them() -> None:
+    err = refused("PRINTBRIDGE_PUBLIC_MQTT_URL", "mqtt://agent:hunter2@printers.lan")
+    assert "hunter2" not in str(err) and "PRINTBRIDGE_PUBLIC_MQTT_URL" in str(err)

@@ -3,7 +3,9 @@ of a Bambu printer (SPEC 10), which has no agent and therefore no snippet to pas
 
 from __future__ import annotations
 
-from bridge.bambu.protocol import DEFAULT_PORT, USERNAME
+# A Bambu printer's own broker in LAN mode (OpenBambuAPI mqtt.md): TLS on 8883, user `bblp`.
+USERNAME = "bblp"
+DEFAULT_PORT = 8883
 
 
 def broker_url(host: str, port: int = DEFAULT_PORT) -> str:
