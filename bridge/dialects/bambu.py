@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bridge.bambu.connection import BambuConnections, NotReachable
 from bridge.bambu.protocol import confirmed, not_confirmed, refusal
 from bridge.bambu.trust import BambuTarget
 from bridge.dialects.base import (
+    BrokerPermission,
     CommandNotSent,
     CommandRequest,
     Confirmation,
@@ -26,10 +27,12 @@ from bridge.dialects.base import (
     DialectConfigError,
     DialectContext,
 )
+from bridge.dialects.printbridge import DETECTION, SNAPSHOT, decode_frame
 from bridge.domain.bambu_setup import DEFAULT_PORT
-from bridge.domain.inputs import Input
+from bridge.domain.inputs import Input, PayloadError, Snapshot
 from bridge.domain.models import PrinterRecord
 from bridge.mqtt.tls import CertificateProblem, check_ca_pem
+from bridge.mqtt.topics import Topics
 
 FIELDS = ("host", "serial", "access_code", "port", "ca")
 REQUIRED = ("host", "serial", "access_code")
@@ -131,6 +134,31 @@ class BambuDialect(Dialect):
         super().__init__(ctx)
         self.connections = BambuConnections(self, ctx.clock, backoff_cap_s=ctx.reconnect_cap_s)
         self._printers: dict[int, PrinterRecord] = {}
+
+    # -- the bridge's broker: what a camera or detector sends for the printer ------------------------------
+    # A Bambu printer reports to its own broker; on the bridge's, its account (`printer-{id}` with its
+    # auth_token) may only publish detection frames and snapshots, for a detector or a camera bridge that
+    # watches it (failure detection works as for any printer).
+
+    @classmethod
+    def broker_permissions(cls, topics: Topics, printer_id: int) -> list[BrokerPermission]:
+        return [
+            BrokerPermission("publish", topics.detection(printer_id)),
+            BrokerPermission("publish", topics.snapshot(printer_id)),
+        ]
+
+    def subscriptions(self) -> list[str]:
+        return [self.ctx.topics.printer("+", DETECTION), self.ctx.topics.printer("+", SNAPSHOT)]
+
+    def accepts(self, subtopic: str) -> bool:
+        return subtopic in (DETECTION, SNAPSHOT)
+
+    def decode(self, rec: PrinterRecord, subtopic: str, payload: bytes, retained: bool) -> Sequence[Input]:
+        if subtopic == DETECTION:
+            return (decode_frame(payload),)
+        if subtopic == SNAPSHOT:
+            return (Snapshot(payload),)
+        raise PayloadError(f"not a {self.name} topic: {subtopic}")
 
     # -- life cycle --------------------------------------------------------------------------------------
 

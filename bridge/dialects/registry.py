@@ -46,7 +46,7 @@ class Dialects:
         return dialect
 
     def subscriptions(self) -> list[str]:
-        return [s for d in self for s in d.subscriptions()]
+        return list(dict.fromkeys(s for d in self for s in d.subscriptions()))  # dialects may share a filter
 
     def accepted(self, subtopic: str) -> bool:
         """Whether any dialect consumes this subtopic (for messages of printers the bridge does not know)."""

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.bambu import FAILURE_ERROR, BambuSetup, Timing, bambu_printers
-from tests.support.broker import Broker, Probe, subscribed_admin_probe
+from tests.support.broker import Broker, Probe, connected_probe, subscribed_admin_probe
 from tests.support.env import BridgeEnv, running_bridge, wait_for
 
 SERIAL = "01P00A000000001"
@@ -376,3 +376,38 @@ async def test_cli_adds_a_bambu_printer_that_the_running_bridge_connects_to(
         timeout=30,
     )
     assert wrong.returncode == 2 and "--host: only for --dialect bambu" in wrong.stderr
+
+
+async def test_failure_detection_pauses_a_bambu_printer(benv: BridgeEnv, printer: BambuSetup) -> None:
+    """A detector publishes frames with the printer's own account on the bridge's broker (which for a Bambu
+    printer allows exactly that and snapshots); a likely failure pauses the printer through its dialect."""
+    from bridge.domain import detection as d
+
+    env = benv
+    created = await add(env, printer)
+    pid = created["id"]
+    await until_state(env, pid, "Operational")
+    printer.printer(SERIAL).start_print("benchy")
+    await until_state(env, pid, "Printing")
+    state, frames = d.PredictionState(), [0.0] * 200  # a calm print first, then a spaghetti monster
+    for p in frames:
+        state = d.update_prediction(state, p)
+    while not d.should_pause(state, 1.0):
+        frames.append(1.0)
+        state = d.update_prediction(state, 1.0)
+    await wait_for(
+        lambda: env.bridge.store.accounts.broker_tokens().get(pid) == created["auth_token"],
+        10,
+        "the printer's broker account",
+    )
+    username = f"printer-{pid}"
+    with connected_probe(env.broker, username, created["auth_token"]) as detector:
+        for p in frames:
+            await asyncio.to_thread(detector.publish, env.topics.detection(pid), json.dumps({"p": p}))
+        denied = await asyncio.to_thread(detector.publish, env.topics.status(pid), b"{}")
+        assert denied == 135  # its account may not pose as an agent
+    await until_state(env, pid, "Paused")
+    commands = (await env.client.get(f"/api/v1/printers/{pid}/commands/", headers=env.auth())).json()
+    assert [(c["cmd"], c["initiator"], c["outcome"]) for c in commands] == [("pause", "system", "acked")]
+    body = await env.get_printer(pid)
+    assert body["current_print"]["alerted_at"] is not None and body["normalized_p"] > 2 / 3
