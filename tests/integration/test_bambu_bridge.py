@@ -411,3 +411,40 @@ async def test_failure_detection_pauses_a_bambu_printer(benv: BridgeEnv, printer
     assert [(c["cmd"], c["initiator"], c["outcome"]) for c in commands] == [("pause", "system", "acked")]
     body = await env.get_printer(pid)
     assert body["current_print"]["alerted_at"] is not None and body["normalized_p"] > 2 / 3
+
+
+async def test_home_assistant_discovery_names_the_bambu_printer(benv: BridgeEnv, printer: BambuSetup) -> None:
+    env = benv
+    pid = (await add(env, printer))["id"]
+    await until_state(env, pid, "Operational")
+    async with watching(env, env.topics.ha_device_config(pid)) as w:
+        config = await w.on(
+            env.topics.ha_device_config(pid), lambda d: d["device"].get("model") == "Bambu Lab (LAN mode)"
+        )
+    assert config["device"]["identifiers"] == [f"printbridge_{pid}"]
+    assert {"pause", "resume", "cancel"} <= {
+        c.get("command_topic", "").rsplit("/", 1)[-1] for c in config["components"].values()
+    }
+    assert CODE not in json.dumps(config)
+
+
+async def test_a_bridge_restarted_mid_print_keeps_the_print_and_the_pin(
+    broker: Broker, printer: BambuSetup, tmp_path: Path
+) -> None:
+    db = tmp_path / "restart.db"
+    sim = printer.printer(SERIAL)
+    async with running_bridge(broker, db, reconnect_cap_s=0.2) as env:
+        pid = (await add(env, printer))["id"]
+        await until_state(env, pid, "Operational")
+        sim.start_print("benchy", start_time=0)  # no gcode_start_time: the print is known by when it was seen
+        await until_state(env, pid, "Printing")
+        first = await env.get_printer(pid)
+        pinned = env.bridge.store.printers.get(pid).dialect_config["pinned"]  # type: ignore[union-attr]
+    async with running_bridge(broker, db, reconnect_cap_s=0.2) as env:
+        await until_state(env, pid, "Printing")
+        again = await env.get_printer(pid)
+        assert again["current_print"]["id"] == first["current_print"]["id"]
+        assert again["current_print"]["started_at"] == first["current_print"]["started_at"]
+        assert env.bridge.store.printers.get(pid).dialect_config["pinned"] == pinned  # type: ignore[union-attr]
+        paused = await env.action(pid, "pause_print")
+        assert paused["succeeded"] is True
