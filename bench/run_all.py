@@ -26,6 +26,8 @@ BENCHMARKS = [
     "startup",
     "stream",
     "moonraker",
+    "bambu_fleet",
+    "bambu_pause",
 ]
 
 

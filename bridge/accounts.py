@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -134,7 +135,7 @@ class Accounts:
         if not self._warned:
             self._warned = True
             open_to_all = await asyncio.to_thread(
-                anonymous_can_publish, self.link.url, f"{self.topics.base}/bridge/anonymous-probe"
+                anonymous_can_publish, self.link.url, self.topics.anonymous_probe, ca_file=self.link.ca_file
             )
             if open_to_all:
                 log.warning(
@@ -251,15 +252,16 @@ class AccountsNow:
     bridge's `reconcile()` makes the change when it sees the database move.
     """
 
-    def __init__(self, url: MqttUrl, store: Store, topics: Topics) -> None:
+    def __init__(self, url: MqttUrl, store: Store, topics: Topics, ca_file: Path | None = None) -> None:
         self.url = broker_login(url, store)
         self.store = store
         self.topics = topics
+        self.ca_file = ca_file
 
     def _apply(self, commands: list[dict[str, Any]]) -> bool:
         if self.url.username is None:  # anonymous cannot administer the plugin
             return False
-        results = call_dynsec(self.url, commands)
+        results = call_dynsec(self.url, commands, ca_file=self.ca_file)
         return results is not None and len(results) == len(commands) and not dynsec.failures(results)
 
     def printer_created(self, rec: PrinterRecord) -> bool:

@@ -77,7 +77,7 @@ def _accounts_now(settings: Settings, store: Any) -> Any:
     from bridge.accounts import AccountsNow
     from bridge.mqtt.topics import Topics
 
-    return AccountsNow(settings.mqtt_url, store, Topics(settings.base_topic, settings.ha_prefix))
+    return AccountsNow(settings.mqtt_url, store, Topics(settings.base_topic, settings.ha_prefix), settings.mqtt_ca)
 
 
 def _left_to_serve(what: str) -> None:
@@ -94,8 +94,16 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
     if owner is None:
         _err(f"no user {args.owner!r} (create it with: printbridge user add {args.owner})")
         return 1
+    body: dict[str, object] = {"name": args.name, "dialect": args.dialect}
     try:
-        fields = parse_printer_body(_encoder.encode({"name": args.name, "dialect": args.dialect}), require_name=True)
+        bambu = _bambu_settings(args)
+    except ValueError as exc:
+        _err(str(exc))
+        return 2
+    if bambu is not None:
+        body["bambu"] = bambu
+    try:
+        fields = parse_printer_body(_encoder.encode(body), require_name=True)
     except InvalidInput as exc:
         _err(str(exc))
         return 2
@@ -103,14 +111,42 @@ def cmd_printer_add(settings: Settings, args: argparse.Namespace) -> int:
     on_broker = _accounts_now(settings, store).printer_created(rec)
     doc = _printer_doc(store, rec)
     username = printer_username(rec.id)
-    doc["mqtt"] = {"username": username, "password": rec.auth_token, "base_topic": settings.base_topic}
-    doc["agent_config"] = build_agent_config(
+    config = build_agent_config(
         rec, username=username, broker_url=settings.agent_mqtt_url, base_topic=settings.base_topic
     )
+    if bambu is not None:  # the bridge connects to the printer: it has no account on the bridge's broker
+        doc["bambu"] = {k: v for k, v in rec.dialect_config.items() if k in ("host", "serial", "port")}
+        doc["agent_config"] = config
+        _out(doc)
+        _err("a running `printbridge serve` connects to this printer within a few seconds")
+        return 0
+    doc["mqtt"] = {"username": username, "password": rec.auth_token, "base_topic": settings.base_topic}
+    doc["agent_config"] = config
     _out(doc)
     if not on_broker:
         _left_to_serve("creates this printer's broker account")
     return 0
+
+
+_BAMBU_FLAGS = {"host": "--host", "serial": "--serial", "access_code": "--access-code", "port": "--port", "ca": "--ca"}
+
+
+def _bambu_settings(args: argparse.Namespace) -> dict[str, object] | None:
+    """The `bambu` object from `printer add --dialect bambu --host … --serial … --access-code … [--port]
+    [--ca FILE]`; `--access-code -` reads the code from stdin (so that it is not seen in the process list)."""
+    given = {key: getattr(args, key) for key in _BAMBU_FLAGS if getattr(args, key) is not None}
+    if args.dialect != "bambu":
+        if given:
+            raise ValueError(f"{_BAMBU_FLAGS[next(iter(given))]}: only for --dialect bambu")
+        return None
+    if given.get("access_code") == "-":
+        given["access_code"] = sys.stdin.readline().strip()
+    if "ca" in given:
+        try:
+            given["ca"] = Path(str(given["ca"])).read_text()
+        except OSError as exc:
+            raise ValueError(f"--ca: cannot read it: {exc.strerror or exc}") from None
+    return given
 
 
 def cmd_printer_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -200,7 +236,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         from bridge.mqtt.topics import Topics
 
         topics = Topics(settings.base_topic, settings.ha_prefix)
-        verdict = anonymous_can_publish(settings.mqtt_url, topics.anonymous_probe)
+        verdict = anonymous_can_publish(settings.mqtt_url, topics.anonymous_probe, ca_file=settings.mqtt_ca)
         if verdict is None:
             _err("PRINTBRIDGE_REQUIRE_BROKER_AUTH: cannot reach the broker to check it; not starting")
             return 2
@@ -242,6 +278,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         host=url.host,
         port=url.port,
         tls=url.tls,
+        ca=str(settings.mqtt_ca) if url.tls and settings.mqtt_ca else None,
         base_topic=settings.base_topic,
         print_duration_s=args.print_duration,
         status_interval_s=args.status_interval,
@@ -279,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--dialect", default=DEFAULT_DIALECT, help=f"the protocol it speaks (default {DEFAULT_DIALECT})")
+    p.add_argument("--host", help="bambu: the printer's IP address or host name")
+    p.add_argument("--serial", help="bambu: the printer's serial number")
+    p.add_argument("--access-code", dest="access_code", help="bambu: the LAN access code ('-' reads it from stdin)")
+    p.add_argument("--port", type=int, help="bambu: the printer's MQTT port (default 8883)")
+    p.add_argument("--ca", help="bambu: a CA file (PEM) to verify the printer's certificate against")
     p.set_defaults(func=cmd_printer_add)
     p = printer.add_parser("list", help="list printers")
     p.add_argument("--owner")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bridge.mqtt.tls import CertificateProblem, load_ca_file
 from bridge.mqtt.topics import TopicError, check_base
 from bridge.mqtt.url import MqttUrl as MqttUrl  # a setting's type, defined with the broker connection
 
@@ -80,6 +81,15 @@ def _base(text: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _ca_file(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("expected the path of a PEM file")
+    try:
+        return load_ca_file(Path(text))
+    except CertificateProblem as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _db(text: str) -> Path:
     if not text.strip():
         raise ValueError("expected a file path")
@@ -98,6 +108,7 @@ class _Option:
 _OPTIONS = (
     _Option("db_path", "PRINTBRIDGE_DB", "--db", _db, "SQLite file"),
     _Option("mqtt_url", "PRINTBRIDGE_MQTT_URL", "--mqtt-url", MqttUrl.parse, "broker URL"),
+    _Option("mqtt_ca", "PRINTBRIDGE_MQTT_CA", "--mqtt-ca", _ca_file, "CA file (PEM) for an mqtts:// broker"),
     _Option("base_topic", "PRINTBRIDGE_BASE_TOPIC", "--base-topic", _base, "first topic level"),
     _Option("http_host", "PRINTBRIDGE_HTTP_HOST", "--http-host", _host, "HTTP listen address"),
     _Option("http_port", "PRINTBRIDGE_HTTP_PORT", "--http-port", _port, "HTTP listen port"),
@@ -146,6 +157,7 @@ _OPTIONS = (
 class Settings:
     db_path: Path = Path("./data/printbridge.db")
     mqtt_url: MqttUrl = field(default_factory=lambda: MqttUrl.parse("mqtt://127.0.0.1:1883"))
+    mqtt_ca: Path | None = None  # trust only this CA (PEM) for an mqtts:// broker; None: the system's
     base_topic: str = "printbridge"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -168,6 +180,9 @@ class Settings:
     stream_heartbeat_s: float = 15.0
     stream_min_interval_s: float = 0.25
     stream_stall_s: float = 10.0
+    # The longest wait between two attempts to reach a printer the bridge connects to (a Bambu printer that
+    # is switched off costs one connection attempt per this long).
+    reconnect_cap_s: float = 30.0
 
     @property
     def agent_mqtt_url(self) -> str:
@@ -177,6 +192,8 @@ class Settings:
     def check(self) -> Settings:
         if self.ha_prefix == self.base_topic:
             raise ConfigError("PRINTBRIDGE_HA_PREFIX: must differ from PRINTBRIDGE_BASE_TOPIC")
+        if self.mqtt_ca is not None and not self.mqtt_url.tls:
+            raise ConfigError("PRINTBRIDGE_MQTT_CA: only used with an mqtts:// PRINTBRIDGE_MQTT_URL")
         return self
 
 

@@ -54,6 +54,7 @@ class Bridge:
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
             client_id=f"printbridge-{settings.base_topic}",  # one persistent session per bridge
+            ca_file=settings.mqtt_ca,
         )
         self.outputs = Outputs(
             self.link, self.topics, clock, ha_discovery=settings.ha_discovery, ha_mode=settings.ha_discovery_mode
@@ -100,7 +101,18 @@ class Bridge:
             command_timeout_s=self.settings.command_timeout_s,
             deliver=lambda printer_id, inputs: self.inbound.deliver(printer_id, inputs),
             printers=printers,
+            save_config=self._save_dialect_config,
+            reconnect_cap_s=self.settings.reconnect_cap_s,
         )
+
+    def _save_dialect_config(self, printer_id: int, config: dict[str, Any]) -> None:
+        rec = self.store.printers.get(printer_id)
+        if rec is None or rec.archived_at is not None:
+            return
+        try:
+            self.store.printers.update(rec, {"dialect_config": config})
+        except StoreError as exc:
+            log.error("could not record the settings of printer %d: %s", printer_id, exc)
 
     def dialect_of(self, rec: PrinterRecord) -> Dialect:
         return self.dialects.get(rec.dialect)

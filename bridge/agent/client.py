@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import secrets
 import socket
-import ssl
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bridge.mqtt.dynsec import printer_username
+from bridge.mqtt.tls import broker_context
 from bridge.mqtt.topics import Topics
 
 
@@ -36,12 +37,14 @@ def agent_client(
     kind: str = "agent",
     protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311,
     tls: bool = False,
+    ca: str | Path | None = None,
 ) -> mqtt.Client:
     """A client that logs in as the printer (`printer-{id}` unless `username`) with a retained `offline`
-    Will on its availability topic; `kind` goes into the client id."""
+    Will on its availability topic; `kind` goes into the client id. With `tls` the broker's certificate and
+    host name are verified against the system's authorities, or only the CA file `ca` (PRINTBRIDGE_MQTT_CA)."""
     client = nodelay_client(f"printer-{printer_id}-{kind}-{secrets.token_hex(3)}", protocol)
     client.username_pw_set(username if username is not None else printer_username(printer_id), password)
     client.will_set(topics.availability(printer_id), b"offline", qos=1, retain=True)
     if tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set_context(broker_context(Path(ca) if ca else None))
     return client

@@ -65,6 +65,7 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     username: str | None = None  # None: `printer-{printer_id}`
     base_topic: str = "printbridge"
     tls: bool = False
+    ca: str | None = None  # a CA file (PEM) to verify an mqtts:// broker against; None: the system's
     status_interval_s: float = 2.0
     print_duration_s: float = 600.0
     idle_between_prints_s: float = 10.0
@@ -196,7 +197,7 @@ class Simulator:
     def _build_client(self) -> mqtt.Client:
         cfg = self.config
         client = agent_client(
-            self._topics, cfg.printer_id, cfg.password, username=cfg.mqtt_username, kind="sim", tls=cfg.tls
+            self._topics, cfg.printer_id, cfg.password, username=cfg.mqtt_username, kind="sim", tls=cfg.tls, ca=cfg.ca
         )
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect

@@ -18,7 +18,11 @@ The interface (`bridge.dialects.base.Dialect`; every method has a default):
   under its printer's space, `topics.printer(id, "moonraker/status")`), `publisher` (the bridge's broker
   connection: `publish` awaits the broker, `publish_nowait` queues; a dialect may publish requests that
   are not commands, e.g. a poll), `clock`, `command_timeout_s`, `deliver(printer_id, inputs)` (feed inputs
-  into ingest, for a dialect that owns its transport) and `printers()` (its live printers now).
+  into ingest, for a dialect that owns its transport), `printers()` (its live printers now),
+  `save_config(printer_id, config)` (record what the dialect learned about a printer in its settings, e.g.
+  a certificate pinned at first contact) and `reconnect_cap_s` (the longest wait between two attempts, for
+  a dialect that owns its connections). `bambu` (`bridge.dialects.bambu`) is such a dialect: it connects
+  out to each printer's own broker and gets no account on the bridge's.
 - Life cycle: `start()` once after the printers are loaded (start periodic tasks, open connections),
   `stop()` once at shutdown, `connected()` whenever the bridge's broker connection comes (back) up, and
   `printer_added` / `printer_changed` / `printer_removed` when printers of the dialect are created,

@@ -41,6 +41,11 @@ class DialectContext:
     deliver: Callable[[int, Sequence[Input]], None]
     # The live (not archived) printers of this dialect, as the bridge holds them now.
     printers: Callable[[], Sequence[PrinterRecord]]
+    # Store what a dialect learned about a printer as its settings (`printer.dialect_config`), e.g. a
+    # certificate pinned at first contact. Must be called on the event loop's thread.
+    save_config: Callable[[int, dict[str, Any]], None] = lambda _printer_id, _config: None
+    # For a dialect that owns its connections: the longest wait between two attempts to reach a printer.
+    reconnect_cap_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

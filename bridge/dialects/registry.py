@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from bridge.dialects.bambu import BambuDialect
 from bridge.dialects.base import Dialect, DialectContext
 from bridge.dialects.moonraker import MoonrakerDialect
 from bridge.dialects.printbridge import PrintbridgeDialect
@@ -14,6 +15,7 @@ DEFAULT_DIALECT = PrintbridgeDialect.name
 DIALECTS: dict[str, type[Dialect]] = {
     PrintbridgeDialect.name: PrintbridgeDialect,
     MoonrakerDialect.name: MoonrakerDialect,
+    BambuDialect.name: BambuDialect,
 }
 
 
@@ -46,7 +48,7 @@ class Dialects:
         return dialect
 
     def subscriptions(self) -> list[str]:
-        return [s for d in self for s in d.subscriptions()]
+        return list(dict.fromkeys(s for d in self for s in d.subscriptions()))  # dialects may share a filter
 
     def accepted(self, subtopic: str) -> bool:
         """Whether any dialect consumes this subtopic (for messages of printers the bridge does not know)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from bridge.domain import bambu_setup
 from bridge.domain.models import PrinterRecord
 from bridge.domain.moonraker_snippet import build_moonraker_snippet, instance_name
 
@@ -65,8 +66,26 @@ SNIPPET_BUILDERS: dict[str, SnippetBuilder] = {
 }
 
 
+def build_own_broker_config(rec: PrinterRecord, base_topic: str) -> AgentConfig:
+    """A printer with no agent, whose own broker the bridge connects to (dialect `bambu`): `broker` is the
+    printer's (the access code is write-only: never shown, so `password` is empty) and `snippet` says what to
+    enable on the printer."""
+    config = rec.dialect_config
+    host, serial = str(config.get("host", "")), str(config.get("serial", ""))
+    port = int(config.get("port", bambu_setup.DEFAULT_PORT))
+    broker = BrokerLogin(url=bambu_setup.broker_url(host, port), username=bambu_setup.USERNAME, password="")
+    snippet = bambu_setup.build_setup_text(host, serial, port)
+    return AgentConfig(dialect=rec.dialect, broker=broker, base_topic=base_topic, printer_id=rec.id, snippet=snippet)
+
+
+# Dialects whose printers run no agent of ours: their whole agent_config is built by the dialect's own builder.
+OWN_BROKER_BUILDERS: dict[str, Callable[[PrinterRecord, str], AgentConfig]] = {"bambu": build_own_broker_config}
+
+
 def build_agent_config(rec: PrinterRecord, *, username: str, broker_url: str, base_topic: str) -> AgentConfig:
     dialect = rec.dialect
+    if dialect in OWN_BROKER_BUILDERS:
+        return OWN_BROKER_BUILDERS[dialect](rec, base_topic)
     broker = BrokerLogin(url=broker_url, username=username, password=rec.auth_token)
     snippet = SNIPPET_BUILDERS[dialect](broker, base_topic, rec.id)
     return AgentConfig(dialect=dialect, broker=broker, base_topic=base_topic, printer_id=rec.id, snippet=snippet)

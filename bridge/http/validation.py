@@ -165,9 +165,11 @@ def _dialect_fields(data: dict[str, msgspec.Raw], dialect: str | None, config: d
     for other in DIALECTS:
         if other in data and other != name:
             raise InvalidInput(other, f"settings of another dialect (this printer speaks {name!r})")
-    if name in data:
+    creating_without = dialect is None and name not in data and DIALECTS[name].takes_config
+    if name in data or creating_without:
         try:
-            value = msgspec.json.decode(data[name])
+            # A printer created without its dialect's settings object: the dialect says whether it needs one.
+            value = msgspec.json.decode(data[name]) if name in data else {}
         except msgspec.ValidationError as exc:
             raise InvalidInput(name, str(exc)) from None
         try:

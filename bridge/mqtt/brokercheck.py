@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from bridge.mqtt.tls import broker_context
 from bridge.mqtt.url import MqttUrl
 
 
@@ -25,7 +27,7 @@ def loop_until(client: paho.Client, done: Callable[[], bool], deadline: float) -
     return done()
 
 
-def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0) -> bool | None:
+def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0, ca_file: Path | None = None) -> bool | None:
     """True: an anonymous client's QoS 1 publish to `topic` was accepted. False: refused (at connect or
     publish). None: the broker could not be reached.
 
@@ -33,7 +35,7 @@ def anonymous_can_publish(url: MqttUrl, topic: str, timeout: float = 3.0) -> boo
     join)."""
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     if url.tls:
-        client.tls_set()
+        client.tls_set_context(broker_context(ca_file))
     result: dict[str, bool] = {}
 
     def on_connect(c: paho.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,12 +20,15 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge.mqtt.brokercheck import loop_until
 from bridge.mqtt.dynsec import CONTROL_TOPIC, RESPONSE_TOPIC, CommandResult, encode_request, parse_response
+from bridge.mqtt.tls import broker_context
 from bridge.mqtt.url import MqttUrl
 
 TIMEOUT_S = 3.0
 
 
-def call_dynsec(url: MqttUrl, commands: list[dict[str, Any]], timeout: float = TIMEOUT_S) -> list[CommandResult] | None:
+def call_dynsec(
+    url: MqttUrl, commands: list[dict[str, Any]], timeout: float = TIMEOUT_S, ca_file: Path | None = None
+) -> list[CommandResult] | None:
     """The plugin's answers to `commands`, in order; None when the broker could not be reached, refused
     the login, or did not answer within `timeout` (no plugin, or not its admin)."""
     client = paho.Client(
@@ -32,7 +36,7 @@ def call_dynsec(url: MqttUrl, commands: list[dict[str, Any]], timeout: float = T
     )
     client.connect_timeout = timeout
     if url.tls:
-        client.tls_set()
+        client.tls_set_context(broker_context(ca_file))
     if url.username is not None:
         client.username_pw_set(url.username, url.password)
     tag = uuid.uuid4().hex

@@ -12,16 +12,17 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bridge.mqtt.tls import broker_context
 from bridge.mqtt.topics import check_publishable
 from bridge.mqtt.url import MqttUrl
 
@@ -47,7 +48,7 @@ class Incoming:
 MessageHandler = Callable[[Incoming], None]
 
 
-def _inline_queue(handler: MessageHandler) -> type[asyncio.Queue[aiomqtt.Message]]:
+def inline_queue(handler: MessageHandler) -> type[asyncio.Queue[aiomqtt.Message]]:
     """An aiomqtt queue type that hands each message to `handler` instead of queueing it."""
 
     class _Inline(asyncio.Queue[aiomqtt.Message]):
@@ -79,8 +80,10 @@ class MqttLink:
         on_connect: Callable[[], Awaitable[None]],
         on_disconnect: Callable[[str], None],
         client_id: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.url = url
+        self.ca_file = ca_file
         self.protocol = protocol
         self.will_topic = will_topic
         self.subscriptions = subscriptions
@@ -99,9 +102,8 @@ class MqttLink:
         return self.protocol == "5"
 
     def _make_client(self) -> aiomqtt.Client:
-        tls: aiomqtt.TLSParameters | None = None
-        if self.url.tls:
-            tls = aiomqtt.TLSParameters(cert_reqs=ssl.CERT_REQUIRED)
+        # mqtts: the broker's certificate and host name verified, against PRINTBRIDGE_MQTT_CA when given.
+        tls = broker_context(self.ca_file) if self.url.tls else None
         # A persistent session (never clean): the broker keeps the subscriptions and queues what agents
         # publish while the bridge is away (a broker restart, a bridge restart), so nothing is lost.
         session: Properties | None = None
@@ -116,10 +118,10 @@ class MqttLink:
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if self.is_v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.will_topic, b"offline", qos=1, retain=True),
-            tls_params=tls,
+            tls_context=tls,
             keepalive=30,
             timeout=10,
-            queue_type=_inline_queue(self.on_message),
+            queue_type=inline_queue(self.on_message),
             # paho scans its in-flight window on every PUBACK: 1000 made a start-up with 10,000 printers
             # (30,000 retained publishes) spend seconds in that scan (bench/memory.py); 100 is plenty at
             # sub-millisecond round trips.

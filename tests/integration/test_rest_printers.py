@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from bridge.dialects.registry import DIALECTS
 from tests.support.agent import TestAgent
 from tests.support.env import BridgeEnv, wait_for
 
@@ -551,4 +552,5 @@ async def test_openapi_document_lists_the_paths(env: BridgeEnv) -> None:
     create = doc["paths"]["/api/v1/printers"]["post"]
     schema = create["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["name"]
-    assert set(schema["properties"]) == {"name", "archived_at", "dialect", *WRITABLE_NON_DEFAULT}
+    with_settings = {name for name, cls in DIALECTS.items() if cls.takes_config}  # e.g. "bambu": {...}
+    assert set(schema["properties"]) == {"name", "archived_at", "dialect", *WRITABLE_NON_DEFAULT, *with_settings}

@@ -79,6 +79,7 @@ class Broker:
     admin_username: str | None
     admin_password: str | None
     dynsec: bool
+    tls_port: int | None = None  # a TLS listener besides the plain one (`start_broker(tls=...)`)
     log_path: Path | None = None
     config_path: Path | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -137,8 +138,10 @@ class Broker:
             raise BrokerError(f"mosquitto {failure}:\n{self.log_tail()}")
 
 
-def build_test_config(workdir: Path, port: int, plugin: Path) -> str:
-    """The settings of mosquitto/mosquitto.conf, with this test's port and paths."""
+def build_test_config(workdir: Path, port: int, plugin: Path, tls: tuple[int, Path, Path] | None = None) -> str:
+    """The settings of mosquitto/mosquitto.conf, with this test's port and paths, and optionally the TLS
+    listener that mosquitto/mosquitto.conf describes (port, certificate file, key file)."""
+    tls_lines = [] if tls is None else [f"listener {tls[0]} 127.0.0.1", f"certfile {tls[1]}", f"keyfile {tls[2]}"]
     return "\n".join(
         [
             "per_listener_settings false",
@@ -156,12 +159,13 @@ def build_test_config(workdir: Path, port: int, plugin: Path) -> str:
             "message_size_limit 5242880",
             "log_dest stderr",
             "log_type all",
+            *tls_lines,
             "",
         ]
     )
 
 
-def start_broker(workdir: Path) -> Broker:
+def start_broker(workdir: Path, tls: tuple[Path, Path] | None = None) -> Broker:
     """Start Debian's mosquitto with dynamic security on a free 127.0.0.1 port, data kept in `workdir`."""
     plugin = dynsec_plugin_path()
     if plugin is None:
@@ -170,14 +174,17 @@ def start_broker(workdir: Path) -> Broker:
     password = secrets.token_urlsafe(18)
     (workdir / "dynamic-security.json").write_bytes(build_initial_config(ADMIN_USERNAME, password))
     port = free_port()
+    tls_port = free_port() if tls is not None else None
     config_path = workdir / "mosquitto.conf"
-    config_path.write_text(build_test_config(workdir, port, plugin))
+    listener = None if tls is None or tls_port is None else (tls_port, *tls)
+    config_path.write_text(build_test_config(workdir, port, plugin, listener))
     broker = Broker(
         host="127.0.0.1",
         port=port,
         admin_username=ADMIN_USERNAME,
         admin_password=password,
         dynsec=True,
+        tls_port=tls_port,
         log_path=workdir / "mosquitto.log",
         config_path=config_path,
     )

@@ -39,12 +39,14 @@ def test_defaults() -> None:
     assert s.ha_discovery_mode == "device"
     assert s.require_broker_auth is False
     assert s.mqtt_protocol in ("3.1.1", "5")
+    assert s.mqtt_ca is None
 
 
 def test_describe_lists_every_variable_of_the_spec() -> None:
     assert [row[0] for row in describe()] == [
         "PRINTBRIDGE_DB",
         "PRINTBRIDGE_MQTT_URL",
+        "PRINTBRIDGE_MQTT_CA",
         "PRINTBRIDGE_BASE_TOPIC",
         "PRINTBRIDGE_HTTP_HOST",
         "PRINTBRIDGE_HTTP_PORT",
@@ -214,6 +216,29 @@ def test_mqtt_protocol() -> None:
     assert load(PRINTBRIDGE_MQTT_PROTOCOL="5").mqtt_protocol == "5"
     for bad in ("", "3", "3.1", "5.0", "v5", "mqttv5"):
         refused("PRINTBRIDGE_MQTT_PROTOCOL", bad)
+
+
+def test_mqtt_ca(tmp_path: Path) -> None:
+    from tests.support.tls import make_ca
+
+    ca = make_ca("config").write(tmp_path)
+    s = load(PRINTBRIDGE_MQTT_URL="mqtts://broker.lan", PRINTBRIDGE_MQTT_CA=str(ca))
+    assert s.mqtt_ca == ca
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    for bad, reason in (
+        ("", "expected the path"),
+        (str(tmp_path / "missing.pem"), "cannot read it"),
+        (str(not_pem), "expected PEM text"),
+        (str(broken), "not a usable PEM certificate"),
+    ):
+        error = refused("PRINTBRIDGE_MQTT_CA", bad, PRINTBRIDGE_MQTT_URL="mqtts://broker.lan")
+        assert reason in str(error), error
+    # A CA with a plain mqtt:// broker would promise TLS that does not happen.
+    with pytest.raises(ConfigError, match=r"^PRINTBRIDGE_MQTT_CA: only used with an mqtts://"):
+        load(PRINTBRIDGE_MQTT_URL="mqtt://broker.lan", PRINTBRIDGE_MQTT_CA=str(ca))
 
 
 def test_flags_override_the_environment_and_are_named_in_errors() -> None:
