@@ -113,7 +113,7 @@ async def set_alert(env: BridgeEnv, printer_id: int) -> float:
     assert rec is not None and rec.current_print is not None
     p = rec.current_print
     p.alerted_at = env.clock()
-    env.bridge.store.prints.save(rec, p)
+    env.client.blocking_portal.call(env.bridge.store.prints.save, rec, p)  # on the app's thread
     return p.alerted_at
 
 

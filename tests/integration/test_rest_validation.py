@@ -268,7 +268,7 @@ async def test_missing_or_invalid_credentials_are_401_with_www_authenticate(env:
 
 async def test_rotated_user_token_stops_working(env: BridgeEnv) -> None:
     old = env.token
-    new = env.bridge.store.users.rotate_token("alice")
+    new = env.client.blocking_portal.call(env.bridge.store.users.rotate_token, "alice")  # on the app's thread
     assert new is not None and new != old
     resp = await env.client.get(f"{API}/", headers=env.auth(old))
     assert_error(resp, 401)
