@@ -178,11 +178,13 @@ class Accounts:
             existing = set(data.get("clients") or [])
             synced = self.store.accounts.broker_tokens()
             for rec in list(self.store.printers.values()):
-                if rec.archived_at is not None or not permissions(self.topics, rec):
+                if rec.archived_at is not None:
                     continue
                 username = dynsec.printer_username(rec.id)
                 if synced.get(rec.id) == rec.auth_token and username in existing:
                     continue
+                if not permissions(self.topics, rec):
+                    continue  # its dialect reaches it over another connection: no account
                 await self._provision(rec, exists=username in existing)
             for printer_id in self.store.accounts.deleted_printer_ids():
                 if await self._apply(dynsec.build_delete_printer_commands(printer_id), f"remove printer {printer_id}"):
