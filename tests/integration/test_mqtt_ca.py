@@ -14,25 +14,19 @@ import pytest
 from bridge.config import MqttUrl
 from bridge.mqtt.link import MqttLink
 from tests.support.agent import agent_message
-from tests.support.broker import Broker, requires_dynsec, start_broker
+from tests.support.broker import Broker, requires_dynsec
 from tests.support.env import running_bridge, wait_for
-from tests.support.tls import make_ca
+from tests.support.tls import TlsBroker, tls_broker
 
 pytestmark = requires_dynsec
 
 
 @pytest.fixture(scope="module")
-def tls_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Path, Path]]:
-    """One TLS Mosquitto for the module (its certificate names 127.0.0.1, signed by a private CA), the
-    private CA's file, and an unrelated CA's file."""
-    folder = tmp_path_factory.mktemp("mqtt-ca")
-    private = make_ca("private")
-    cert, key = private.issue("printbridge broker", ips=["127.0.0.1"]).write(folder, "server")
-    broker = start_broker(folder / "mosquitto", tls=(cert, key))
-    try:
-        yield broker, private.write(folder), make_ca("other").write(folder)
-    finally:
-        broker.stop()
+def tls_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    """One TLS Mosquitto for the module, the private CA's file that signed its certificate, and an
+    unrelated CA's file."""
+    with tls_broker(tmp_path_factory.mktemp("mqtt-ca")) as setup:
+        yield setup
 
 
 def tls_url(broker: Broker, host: str = "127.0.0.1") -> MqttUrl:
@@ -66,14 +60,14 @@ async def running_link(url: MqttUrl, ca_file: Path) -> AsyncIterator[MqttLink]:
             await task
 
 
-async def test_the_private_ca_is_accepted(tls_setup: tuple[Broker, Path, Path]) -> None:
+async def test_the_private_ca_is_accepted(tls_setup: TlsBroker) -> None:
     broker, private_ca, _ = tls_setup
     async with running_link(tls_url(broker), private_ca) as link:
         await wait_for(link.connected.is_set, 10, "a TLS connection verified by the private CA")
         assert link.last_error is None
 
 
-async def test_another_ca_is_refused(tls_setup: tuple[Broker, Path, Path]) -> None:
+async def test_another_ca_is_refused(tls_setup: TlsBroker) -> None:
     broker, _, other_ca = tls_setup
     async with running_link(tls_url(broker), other_ca) as link:
         error = await wait_for(lambda: link.last_error, 10, "the refused handshake")
@@ -82,7 +76,7 @@ async def test_another_ca_is_refused(tls_setup: tuple[Broker, Path, Path]) -> No
         assert not link.connected.is_set()
 
 
-async def test_another_host_name_is_refused(tls_setup: tuple[Broker, Path, Path]) -> None:
+async def test_another_host_name_is_refused(tls_setup: TlsBroker) -> None:
     """The certificate names 127.0.0.1; reaching the same listener as `localhost` must fail."""
     broker, private_ca, _ = tls_setup
     async with running_link(tls_url(broker, host="localhost"), private_ca) as link:
@@ -92,7 +86,7 @@ async def test_another_host_name_is_refused(tls_setup: tuple[Broker, Path, Path]
         assert not link.connected.is_set()
 
 
-async def test_the_bridge_serves_over_the_private_ca(tls_setup: tuple[Broker, Path, Path], tmp_path: Path) -> None:
+async def test_the_bridge_serves_over_the_private_ca(tls_setup: TlsBroker, tmp_path: Path) -> None:
     """The whole bridge with PRINTBRIDGE_MQTT_CA: connected, and a printer's status arrives through it."""
     broker, private_ca, _ = tls_setup
     async with running_bridge(broker, tmp_path / "pb.db", mqtt_url=tls_url(broker), mqtt_ca=private_ca) as env:

@@ -9,13 +9,7 @@ import threading
 from octoprint_printbridge.link import MqttLink
 from octoprint_printbridge.settings import DEFAULTS, parse_settings
 
-from tests.support.broker import Broker, connected_probe
-
-
-def retained(broker: Broker, topic: str) -> bytes:
-    with connected_probe(broker) as probe:
-        probe.subscribe(topic)
-        return probe.expect(lambda m: m.topic == topic and m.retain).payload
+from tests.support.broker import Broker, connected_probe, retained_payload
 
 
 def test_link_sets_nodelay_announces_itself_and_says_offline_on_stop(broker: Broker) -> None:
@@ -44,7 +38,7 @@ def test_link_sets_nodelay_announces_itself_and_says_offline_on_stop(broker: Bro
         sock = link._client.socket()
         assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-        assert retained(broker, "pblink/printers/41/availability") == b"online"
+        assert retained_payload(broker, "pblink/printers/41/availability") == b"online"
         with connected_probe(broker) as probe:
             probe.publish("pblink/printers/41/command", b'{"cmd_id": "x"}')
         assert got_message.wait(10)
@@ -52,5 +46,5 @@ def test_link_sets_nodelay_announces_itself_and_says_offline_on_stop(broker: Bro
     finally:
         link.stop()
     assert received == [("pblink/printers/41/command", b'{"cmd_id": "x"}')]
-    assert retained(broker, "pblink/printers/41/availability") == b"offline"
+    assert retained_payload(broker, "pblink/printers/41/availability") == b"offline"
     assert not link.publish("pblink/printers/41/status", b"{}")  # nothing is queued while disconnected

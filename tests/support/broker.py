@@ -415,6 +415,13 @@ def connected_probe(
         probe.close()
 
 
+def retained_payload(broker: Broker, topic: str, timeout: float = 5.0) -> bytes:
+    """The payload the broker keeps retained on `topic`, as a new subscriber (the admin) receives it."""
+    with connected_probe(broker) as probe:
+        probe.subscribe(topic)
+        return probe.expect(lambda m: m.topic == topic and m.retain, timeout).payload
+
+
 def dynsec_call(probe: Probe, commands: list[dict[str, object]], timeout: float = 5.0) -> list[CommandResult]:
     """Send dynamic-security commands as `probe` (the admin) and return the plugin's answers in order.
 

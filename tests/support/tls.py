@@ -2,22 +2,28 @@
 
 `make_ca` and `CertificateAuthority.issue` use the `cryptography` package (a test extra). A Bambu printer's
 certificate names its serial in the subject CN and has no subject alternative name, as the vendor's do.
+`tls_broker` starts a Mosquitto with a TLS listener whose certificate a private CA signs for 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import ipaddress
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support.broker import Broker, start_broker
 
 
 @dataclass(frozen=True)
@@ -116,3 +122,21 @@ def password_file_line(username: str, password: str) -> str:
     iterations = 101
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
     return f"{username}:$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}\n"
+
+
+class TlsBroker(NamedTuple):
+    broker: Broker  # `tls_port` is the TLS listener; its certificate names the IP address 127.0.0.1 only
+    private_ca: Path  # the CA file that signed the listener's certificate
+    other_ca: Path  # an unrelated CA's file
+
+
+@contextlib.contextmanager
+def tls_broker(folder: Path) -> Iterator[TlsBroker]:
+    """A Mosquitto (dynamic security) with a TLS listener besides its plain one, stopped afterwards."""
+    private = make_ca("private")
+    cert, key = private.issue("printbridge broker", ips=["127.0.0.1"]).write(folder, "server")
+    broker = start_broker(folder / "mosquitto", tls=(cert, key))
+    try:
+        yield TlsBroker(broker, private.write(folder), make_ca("other").write(folder))
+    finally:
+        broker.stop()

@@ -4,6 +4,7 @@ and the pause/resume G-code (agents/octoprint/octoprint_printbridge)."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 import yaml
 from octoprint_printbridge.commands import CommandHandler, StateWatch, refusal
+from octoprint_printbridge.link import _explain_connect_fail
 from octoprint_printbridge.pause import PauseSequence
 from octoprint_printbridge.settings import DEFAULTS, SettingsError, parse_settings
 from octoprint_printbridge.status import PrintTracker, build_settings, build_status, build_temperatures
@@ -395,3 +397,24 @@ def test_pause_with_several_tools_and_defaults_restored() -> None:
     seq.reset()
     assert seq.script_hook("gcode", "beforePrintResumed") is None
     assert seq.script_hook("sfx", "afterPrintPaused") is None
+
+
+@pytest.mark.parametrize(
+    ("exc", "says", "transient"),
+    [
+        (
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+            "Is it a TLS (mqtts://) listener?",
+            False,
+        ),
+        (ConnectionRefusedError(111, "Connection refused"), "cannot reach the broker at mqtts://h:8883: ", True),
+        (None, "cannot reach the broker at mqtts://h:8883", True),
+    ],
+)
+def test_a_failed_connection_says_why(exc: BaseException | None, says: str, transient: bool) -> None:
+    """Failures other than a refused certificate (tests/integration/test_octoprint_tls.py has those): a TLS
+    handshake that fails otherwise will not mend itself; an unreachable broker may come back."""
+    settings = parse_settings({**DEFAULTS, "broker_url": "mqtts://h", "printer_id": 1, "password": "p"})
+    message, retrying_may_help = _explain_connect_fail(exc, settings)
+    assert says in message
+    assert retrying_may_help is transient

@@ -12,6 +12,7 @@ import logging
 import secrets
 import socket
 import ssl
+import sys
 import threading
 from typing import Any, Callable
 
@@ -52,6 +53,31 @@ def _explain_refusal(reason: Any, settings: AgentSettings) -> str:
             "(printbridge's agent_config for this printer gives them; a rotated token needs the new password)"
         )
     return f"the broker at {settings.broker} refused {settings.username}: {text}"
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: the certificate is valid but for
+# another host than broker_url's.
+_NAME_MISMATCH_CODES = (62, 64)
+
+
+def _explain_connect_fail(exc: BaseException | None, settings: AgentSettings) -> tuple[str, bool]:
+    """Why connecting failed, naming the setting to check; and whether retrying can help on its own (an
+    unreachable broker may come back, a certificate that fails verification will not change by itself)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = f"certificate verify failed: {str(exc.verify_message or exc).rstrip('.')}"
+        if exc.verify_code in _NAME_MISMATCH_CODES:
+            hint = "Check broker_url: its host must be one the broker's certificate names"
+        else:
+            hint = (
+                "Check ca_file: it must be the PEM file of the CA that signed the broker's certificate "
+                "(empty: the system's CAs)"
+            )
+        return f"the broker at {settings.broker}: its TLS certificate was refused ({detail}). {hint}", False
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS with the broker at {settings.broker} failed: {exc}. Is it a TLS (mqtts://) listener?", False
+    if exc is not None:
+        return f"cannot reach the broker at {settings.broker}: {exc}", True
+    return f"cannot reach the broker at {settings.broker}", True
 
 
 class MqttLink:
@@ -131,8 +157,15 @@ class MqttLink:
         self._on_connected()
 
     def _handle_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self.last_error = f"cannot reach the broker at {self.settings.broker}"
-        log.warning("%s; retrying with backoff (up to %d s)", self.last_error, RECONNECT_MAX_S)
+        # paho calls this inside its `except OSError:` around the connection attempt (TLS handshake
+        # included) and passes no exception: the one being handled is the reason.
+        self.last_error, transient = _explain_connect_fail(sys.exc_info()[1], self.settings)
+        log.log(
+            logging.WARNING if transient else logging.ERROR,
+            "%s; retrying with backoff (up to %d s)",
+            self.last_error,
+            RECONNECT_MAX_S,
+        )
 
     def _handle_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         was_connected = self.connected.is_set()
