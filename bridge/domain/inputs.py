@@ -7,8 +7,9 @@ a command reply, or a bare sign of life. Ingest, actions and commands consume on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 
 class PayloadError(ValueError):
@@ -16,8 +17,10 @@ class PayloadError(ValueError):
     logged, and nothing is changed."""
 
 
-@dataclass(frozen=True, slots=True)
-class StatusUpdate:
+# Frozen msgspec Structs rather than frozen dataclasses: one is built for every message a printer sends,
+# and a frozen dataclass's __init__ sets each field through object.__setattr__: a StatusUpdate cost
+# 0.89 us to build against 0.06 us (timeit), ~5% of a status message's whole handling (~17 us).
+class StatusUpdate(msgspec.Struct, frozen=True):
     """A printer's status, already validated.
 
     `status` is the status object in the shape Obico's agents send (`state.text`, `state.flags`,
@@ -49,25 +52,21 @@ class StatusUpdate:
         return None if ts is None else float(ts)
 
 
-@dataclass(frozen=True, slots=True)
-class Availability:
+class Availability(msgspec.Struct, frozen=True):
     online: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(msgspec.Struct, frozen=True):
     jpeg: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class DetectionFrame:
+class DetectionFrame(msgspec.Struct, frozen=True):
     """One frame's failure score (the maximum over its detections), 0-1."""
 
     p: float
 
 
-@dataclass(frozen=True, slots=True)
-class CommandReply:
+class CommandReply(msgspec.Struct, frozen=True):
     """A printer's answer to the command `cmd_id` (matched by the command layer)."""
 
     cmd_id: str
@@ -75,8 +74,7 @@ class CommandReply:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SignOfLife:
+class SignOfLife(msgspec.Struct, frozen=True):
     """The printer answered something that is not a status (e.g. a poll): its status is not stale."""
 
 
