@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -514,6 +515,37 @@ def run_publishers(
 
 
 # -- output -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BackgroundLoad:
+    """Every printer publishing one status a second from publisher processes, driven from a thread;
+    `sent` and `seconds` are filled in when they have finished (`join`)."""
+
+    thread: threading.Thread
+    figures: dict[str, float]
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout=timeout)
+
+    @property
+    def rate(self) -> float:
+        return self.figures.get("sent", 0) / max(self.figures.get("seconds", 1), 1e-9)
+
+
+def start_background_load(port: int, printers: list[int], seconds: float, processes: int) -> BackgroundLoad:
+    """Start the load and return once it runs: the publishers' start-up, then one second of load."""
+    figures: dict[str, float] = {}
+
+    def run() -> None:
+        rate = float(len(printers))
+        sent, first, done, _ = run_publishers(port, printers, round(seconds), processes, rate_per_s=rate)
+        figures.update(sent=sent, seconds=done - first)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(1.0 + 0.3 * processes + 1.0)
+    return BackgroundLoad(thread, figures)
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -16,7 +16,6 @@ import json
 import multiprocessing as mp
 import random
 import sys
-import threading
 import time
 
 from bench.common import (
@@ -26,8 +25,8 @@ from bench.common import (
     percentile,
     print_table,
     result,
-    run_publishers,
     seed_db,
+    start_background_load,
     start_printbridge,
     status_message,
     stop_process,
@@ -81,24 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         token = seed_db(db, args.printers, with_status=False, with_print=False)
         srv = start_printbridge(work, db, broker.url)
         try:
-            ids = list(range(1, args.printers + 1))
-            load: dict[str, float] = {}
-
-            def background() -> None:
-                sent, first, done, _ = run_publishers(
-                    broker.port, ids, round(args.seconds), args.publishers, rate_per_s=float(args.printers)
-                )
-                load.update(sent=sent, seconds=done - first)
-
-            thread = threading.Thread(target=background, daemon=True)
-            thread.start()
-            time.sleep(1.0 + 0.3 * args.publishers + 1.0)  # publishers start, then one second of load
+            load = start_background_load(broker.port, list(range(1, args.printers + 1)), args.seconds, args.publishers)
             samples = probe(broker.port, srv.port, token, args.printers, max(1.0, args.seconds - 3.0))
-            thread.join(timeout=args.seconds + 60)
+            load.join(timeout=args.seconds + 60)
         finally:
             stop_process(srv.process)
     p50, p99, worst = percentile(samples, 50), percentile(samples, 99), max(samples)
-    rate = load.get("sent", 0) / load.get("seconds", 1)
+    rate = load.rate
     print_table(
         f"freshness: publish -> visible in REST, {args.printers} printers x 1 msg/s background",
         ["samples", "background msg/s", "p50 ms", "p99 ms", "max ms", "target p99 ms"],

@@ -22,7 +22,6 @@ import json
 import multiprocessing as mp
 import re
 import sys
-import threading
 import time
 from typing import Any
 
@@ -34,8 +33,8 @@ from bench.common import (
     percentile,
     print_table,
     result,
-    run_publishers,
     seed_db,
+    start_background_load,
     start_printbridge,
     status_message,
     stop_process,
@@ -177,22 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             for p in procs:
                 p.start()
             connected = sum(ready_q.get(timeout=120) for _ in procs)
-            ids = list(range(1, args.printers + 1))
-            load: dict[str, float] = {}
-
-            def background() -> None:
-                sent, first, done, _ = run_publishers(
-                    broker.port, ids, round(args.seconds), args.publishers, rate_per_s=float(args.printers)
-                )
-                load.update(sent=sent, seconds=done - first)
-
-            thread = threading.Thread(target=background, daemon=True)
-            thread.start()
-            time.sleep(1.0 + 0.3 * args.publishers + 1.0)  # publishers start, then one second of load
+            load = start_background_load(broker.port, list(range(1, args.printers + 1)), args.seconds, args.publishers)
             cpu_before, wall_before = cpu_seconds(srv.pid), time.monotonic()
             published = probe(broker.port, args.printers + 1, max(1.0, args.seconds - 3.0))
             cpu_share = (cpu_seconds(srv.pid) - cpu_before) / (time.monotonic() - wall_before)
-            thread.join(timeout=args.seconds + 60)
+            load.join(timeout=args.seconds + 60)
             # Every background message applied: each printer's last `_ts` (round k carries k + 1).
             last_ts = float(round(args.seconds))
             current = 0
@@ -217,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     expected = len(published) * connected
     missing = expected - len(samples)
     p50, p99 = percentile(samples, 50), percentile(samples, 99)
-    rate = load.get("sent", 0) / max(load.get("seconds", 1), 1e-9)
+    rate = load.rate
     print_table(
         "what a printer change costs its caller (in process, the store's change listener)",
         ["no stream open", "1 stream", f"{args.clients} streams of the owner"],
